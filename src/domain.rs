@@ -1,0 +1,226 @@
+//! Domain types shared by every source: what a market is once its wire format
+//! has been parsed away, and the validation every value goes through.
+
+/// The per-market gauges of the metric contract, in exposition order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gauge {
+    Price,
+    PriceHigh24h,
+    PriceLow24h,
+    PriceChangeRatio24h,
+    Volume24h,
+    VolumeQuote24h,
+    VolumeUsd24h,
+}
+
+impl Gauge {
+    pub const COUNT: usize = 7;
+    pub const ALL: [Gauge; Self::COUNT] = [
+        Gauge::Price,
+        Gauge::PriceHigh24h,
+        Gauge::PriceLow24h,
+        Gauge::PriceChangeRatio24h,
+        Gauge::Volume24h,
+        Gauge::VolumeQuote24h,
+        Gauge::VolumeUsd24h,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Gauge::Price => "crypto_market_price",
+            Gauge::PriceHigh24h => "crypto_market_price_high_24h",
+            Gauge::PriceLow24h => "crypto_market_price_low_24h",
+            Gauge::PriceChangeRatio24h => "crypto_market_price_change_ratio_24h",
+            Gauge::Volume24h => "crypto_market_volume_24h",
+            Gauge::VolumeQuote24h => "crypto_market_volume_quote_24h",
+            Gauge::VolumeUsd24h => "crypto_market_volume_usd_24h",
+        }
+    }
+
+    pub fn help(self) -> &'static str {
+        match self {
+            Gauge::Price => {
+                "Last trade price in quote currency, cached from the last successful poll."
+            }
+            Gauge::PriceHigh24h => {
+                "Highest trade price of the rolling 24h window in quote currency, cached from the last successful poll."
+            }
+            Gauge::PriceLow24h => {
+                "Lowest trade price of the rolling 24h window in quote currency, cached from the last successful poll."
+            }
+            Gauge::PriceChangeRatio24h => {
+                "Price change over the rolling 24h window as a ratio (0.02 = +2%), cached from the last successful poll."
+            }
+            Gauge::Volume24h => {
+                "Traded volume of the rolling 24h window in base currency, cached from the last successful poll."
+            }
+            Gauge::VolumeQuote24h => {
+                "Traded volume of the rolling 24h window in quote currency, cached from the last successful poll."
+            }
+            Gauge::VolumeUsd24h => {
+                "Traded volume of the rolling 24h window in US dollars, where the source reports it, cached from the last successful poll."
+            }
+        }
+    }
+
+    /// Gauges that describe the trade price: meaningless for a market with no trades.
+    fn is_price(self) -> bool {
+        matches!(
+            self,
+            Gauge::Price | Gauge::PriceHigh24h | Gauge::PriceLow24h | Gauge::PriceChangeRatio24h
+        )
+    }
+
+    /// Only the change ratio may legitimately be negative.
+    fn may_be_negative(self) -> bool {
+        self == Gauge::PriceChangeRatio24h
+    }
+}
+
+/// One market as a source reports it, before validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawMarket {
+    pub exchange: String,
+    pub pair: String,
+    /// Indexed by `Gauge as usize`; `None` where the source does not report it.
+    pub values: [Option<f64>; Gauge::COUNT],
+}
+
+/// One validated market: every present value is finite, and non-negative
+/// unless the gauge allows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Market {
+    pub exchange: String,
+    pub pair: String,
+    pub values: [Option<f64>; Gauge::COUNT],
+}
+
+impl Market {
+    pub fn get(&self, gauge: Gauge) -> Option<f64> {
+        self.values[gauge as usize]
+    }
+}
+
+/// Why a value was not exported. A closed set: it becomes a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    Nan,
+    Infinite,
+    Negative,
+    /// A whole market entry whose key or shape could not be read.
+    InvalidKey,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 4] =
+        [RejectReason::Nan, RejectReason::Infinite, RejectReason::Negative, RejectReason::InvalidKey];
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            RejectReason::Nan => "nan",
+            RejectReason::Infinite => "infinite",
+            RejectReason::Negative => "negative",
+            RejectReason::InvalidKey => "invalid_key",
+        }
+    }
+}
+
+/// What validation of one poll's markets dropped, for the self-metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejections {
+    /// Values (or whole entries) dropped, indexed by `RejectReason as usize`.
+    pub values: [u64; 4],
+    /// Markets whose last price was 0 (no trade in 24 h): exported without price gauges.
+    pub no_trades: u64,
+}
+
+impl Rejections {
+    pub fn add(&mut self, other: &Rejections) {
+        for (a, b) in self.values.iter_mut().zip(other.values) {
+            *a += b;
+        }
+        self.no_trades += other.no_trades;
+    }
+
+    pub fn count(&mut self, reason: RejectReason) {
+        self.values[reason as usize] += 1;
+    }
+}
+
+/// Validates one market. Bad values are dropped one by one (a NaN volume does
+/// not hide a good price); a market left with no value at all is dropped.
+pub fn admit(raw: RawMarket, rejections: &mut Rejections) -> Option<Market> {
+    let mut values = raw.values;
+    for gauge in Gauge::ALL {
+        let slot = &mut values[gauge as usize];
+        let Some(v) = *slot else { continue };
+        let reason = if v.is_nan() {
+            Some(RejectReason::Nan)
+        } else if v.is_infinite() {
+            Some(RejectReason::Infinite)
+        } else if v < 0.0 && !gauge.may_be_negative() {
+            Some(RejectReason::Negative)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            rejections.count(reason);
+            *slot = None;
+        }
+    }
+    // A last price of exactly 0 means "no trade in 24h", not "worth nothing":
+    // exporting it would put a fake crash on every graph and alert.
+    if values[Gauge::Price as usize] == Some(0.0) {
+        rejections.no_trades += 1;
+        for gauge in Gauge::ALL.into_iter().filter(|g| g.is_price()) {
+            values[gauge as usize] = None;
+        }
+    }
+    if values.iter().all(Option::is_none) {
+        return None;
+    }
+    Some(Market { exchange: raw.exchange, pair: raw.pair, values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(values: [Option<f64>; 7]) -> RawMarket {
+        RawMarket { exchange: "kraken".into(), pair: "btcusd".into(), values }
+    }
+
+    #[test]
+    fn keeps_good_values_and_negative_change() {
+        let mut r = Rejections::default();
+        let v = [Some(1.0), Some(2.0), Some(0.5), Some(-0.1), Some(3.0), Some(4.0), None];
+        let m = admit(raw(v), &mut r).unwrap();
+        assert_eq!(m.values, v);
+        assert_eq!(r, Rejections::default());
+    }
+
+    #[test]
+    fn rejects_each_bad_value_by_reason() {
+        let mut r = Rejections::default();
+        let v = [Some(1.0), Some(f64::NAN), Some(f64::INFINITY), Some(f64::NEG_INFINITY), Some(-3.0), Some(4.0), None];
+        let m = admit(raw(v), &mut r).unwrap();
+        assert_eq!(m.values, [Some(1.0), None, None, None, None, Some(4.0), None]);
+        assert_eq!(r.values, [1, 2, 1, 0]);
+    }
+
+    #[test]
+    fn zero_price_drops_price_gauges_but_keeps_volumes() {
+        let mut r = Rejections::default();
+        let v = [Some(0.0), Some(0.0), Some(0.0), Some(0.0), Some(0.0), Some(0.0), Some(0.0)];
+        let m = admit(raw(v), &mut r).unwrap();
+        assert_eq!(m.values, [None, None, None, None, Some(0.0), Some(0.0), Some(0.0)]);
+        assert_eq!(r.no_trades, 1);
+    }
+
+    #[test]
+    fn market_without_values_is_dropped() {
+        let mut r = Rejections::default();
+        assert_eq!(admit(raw([Some(f64::NAN), None, None, None, None, None, None]), &mut r), None);
+        assert_eq!(r.values[RejectReason::Nan as usize], 1);
+    }
+}

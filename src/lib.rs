@@ -1,0 +1,84 @@
+//! crypto-market-exporter: a Prometheus exporter for crypto market data.
+//!
+//! Background pollers fetch market summaries from an upstream API under a
+//! rate limiter, and publish an immutable, pre-rendered exposition that
+//! `/metrics` serves as-is.
+//!
+//! # Layout
+//! - [`config`]: flags, env vars and the YAML file, merged and validated.
+//! - [`source`]: the explicit list of market sources, one file each
+//!   ([`source::cryptowatch`], [`source::demo`]); wire DTOs live there.
+//! - [`upstream`]: outbound HTTP: governor quota, timeouts, body cap, 429.
+//! - [`domain`]: `Market`, the metric contract ([`domain::Gauge`]) and validation.
+//! - [`filter`]: include/exclude globs ([`glob`]) and the market cap.
+//! - [`poller`]: one task per source: poll, pace, back off, publish.
+//! - [`exposition`]: rendering, format negotiation types, gzip.
+//! - [`stats`]: the `crypto_market_exporter_*` self-metrics.
+//! - [`state`]: the slots and the atomically swapped exposition.
+//! - [`server`]: the axum router.
+//!
+//! [`run`] wires it together; `main.rs` only parses config and handles signals.
+
+pub mod config;
+pub mod domain;
+pub mod exposition;
+pub mod filter;
+pub mod glob;
+pub mod logging;
+pub mod poller;
+pub mod server;
+pub mod source;
+pub mod state;
+pub mod stats;
+pub mod units;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+pub use server::{AppState, router};
+
+/// Errors that stop the exporter.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot set up source {source_name}: {error}")]
+    Source { source_name: &'static str, error: source::SourceError },
+    #[error("HTTP server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Starts one poller per configured source and serves HTTP on `listener`
+/// until `shutdown` completes; then stops the pollers and returns.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    let shared = Arc::new(state::Shared::new(&config.sources));
+    let filter = Arc::new(config.filter.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut pollers = tokio::task::JoinSet::new();
+    for slot in &shared.slots {
+        let kind = slot.metrics.source;
+        let source = source::build(kind, &config, slot.metrics.clone())
+            .map_err(|error| Error::Source { source_name: kind.as_str(), error })?;
+        let poller = poller::Poller {
+            source,
+            slot: slot.clone(),
+            shared: shared.clone(),
+            poll: config.poll.clone(),
+            filter: filter.clone(),
+        };
+        pollers.spawn(poller.run(stop_rx.clone()));
+    }
+    if let Ok(addr) = listener.local_addr() {
+        let sources: Vec<&str> = config.sources.iter().map(|s| s.as_str()).collect();
+        tracing::info!(address = %addr, telemetry_path = %config.telemetry_path, sources = %sources.join(","), "listening");
+    }
+    let app = router(AppState { shared, telemetry_path: config.telemetry_path.clone() });
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let _ = stop_tx.send(true);
+    while pollers.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    served.map_err(Error::Serve)
+}

@@ -1,0 +1,200 @@
+//! One poller task per source: poll, validate, filter, render, publish, then
+//! sleep for the interval (stretched by credit pacing, `Retry-After` or
+//! exponential backoff). Exactly one poll per source is ever in flight.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::PollConfig;
+use crate::domain::admit;
+use crate::exposition::MarketFragments;
+use crate::filter::MarketFilter;
+use crate::source::{Credits, Fetched, Source, SourceError};
+use crate::state::{Shared, Slot};
+use crate::stats::PollReport;
+use crate::units::format_duration;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[derive(Debug)]
+pub struct Poller {
+    pub source: Box<dyn Source>,
+    pub slot: Arc<Slot>,
+    pub shared: Arc<Shared>,
+    pub poll: PollConfig,
+    pub filter: Arc<MarketFilter>,
+}
+
+impl std::fmt::Debug for dyn Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Source({})", self.kind())
+    }
+}
+
+impl Poller {
+    /// Runs until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let name = self.source.kind().as_str();
+        let mut failures: u32 = 0;
+        let mut pacing = false;
+        let mut rng = fastrand::Rng::new();
+        loop {
+            let started = Instant::now();
+            let outcome = tokio::select! {
+                r = self.source.poll() => r,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let delay = match outcome {
+                Ok(fetched) => {
+                    let was_failing = failures > 0;
+                    failures = 0;
+                    let credits = fetched.credits;
+                    let (markets, report) = match self.ingest(fetched).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(source = name, error = %e, "processing a poll failed");
+                            return;
+                        }
+                    };
+                    self.slot.markets.store(Some(Arc::new(markets)));
+                    self.slot.metrics.poll_succeeded(report, SystemTime::now());
+                    if was_failing {
+                        tracing::info!(source = name, markets = report.markets, "upstream recovered");
+                    }
+                    if report.truncated > 0 {
+                        tracing::warn!(source = name, kept = report.markets, dropped = report.truncated, "market cap reached (markets.max); keeping the first markets in sorted order");
+                    }
+                    let paced = credits.map(|c| paced_interval(self.poll.interval, c, SystemTime::now()));
+                    let interval = paced.unwrap_or(self.poll.interval);
+                    let now_pacing = interval > self.poll.interval;
+                    if now_pacing && !pacing {
+                        tracing::info!(source = name, interval = %format_duration(self.poll.interval), paced = %format_duration(interval), "slowing polls so the API credits last until the daily reset");
+                    } else if !now_pacing && pacing {
+                        tracing::info!(source = name, interval = %format_duration(self.poll.interval), "credits allow the configured poll interval again");
+                    }
+                    pacing = now_pacing;
+                    // Measured from the start of the poll: a steady cadence.
+                    interval.saturating_sub(started.elapsed())
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    self.slot.metrics.poll_failed(&error);
+                    let delay = backoff(&self.poll, failures, &error, rng.f64());
+                    tracing::warn!(source = name, reason = error.reason(), error = %error, consecutive_failures = failures, retry_in = %format_duration(delay), "poll failed; serving the last good data");
+                    delay
+                }
+            };
+            self.slot.metrics.set_next_poll_delay(delay);
+            let shared = self.shared.clone();
+            // Publishing gzips megabytes: keep it off the async workers.
+            if tokio::task::spawn_blocking(move || shared.publish()).await.is_err() {
+                tracing::error!(source = name, "publishing the exposition failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// Validation, filtering and rendering, on a blocking thread.
+    async fn ingest(&self, fetched: Fetched) -> Result<(MarketFragments, PollReport), tokio::task::JoinError> {
+        let filter = self.filter.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut rejections = fetched.rejections;
+            let admitted: Vec<_> = fetched.markets.into_iter().filter_map(|m| admit(m, &mut rejections)).collect();
+            let filtered = filter.apply(admitted);
+            let fragments = MarketFragments::render(&filtered.markets);
+            let report = PollReport {
+                markets: filtered.markets.len(),
+                excluded: filtered.excluded,
+                truncated: filtered.truncated,
+                rejections,
+                credits: fetched.credits,
+            };
+            (fragments, report)
+        })
+        .await
+    }
+}
+
+/// The delay after a failed poll: never sooner than the interval, doubled
+/// per consecutive failure (from the first one for a 429 without
+/// `Retry-After`), capped at `max_backoff`, with ±20% jitter so that many
+/// exporters do not retry in lockstep. `Retry-After` wins when it is longer.
+pub fn backoff(poll: &PollConfig, failures: u32, error: &SourceError, jitter: f64) -> Duration {
+    let doublings = match error {
+        SourceError::RateLimited { retry_after: None } => failures,
+        _ => failures.saturating_sub(1),
+    };
+    let base = poll.interval.saturating_mul(1u32 << doublings.min(16)).min(poll.max_backoff);
+    let jittered = base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)).max(poll.interval);
+    match error.retry_after() {
+        Some(after) => after.max(poll.interval),
+        None => jittered,
+    }
+}
+
+/// The interval that makes the remaining credits last until the next daily
+/// reset (midnight UTC), never shorter than the configured one. Out of
+/// credits, the next poll waits for the reset.
+pub fn paced_interval(interval: Duration, credits: Credits, now: SystemTime) -> Duration {
+    let since_epoch = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let until_reset = DAY - Duration::from_secs(since_epoch.as_secs() % DAY.as_secs());
+    if !(credits.cost > 0.0) || !credits.remaining.is_finite() {
+        return interval;
+    }
+    let calls_left = (credits.remaining / credits.cost).floor();
+    if calls_left < 1.0 {
+        return until_reset.max(interval);
+    }
+    until_reset.div_f64(calls_left).max(interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll() -> PollConfig {
+        PollConfig { interval: Duration::from_secs(60), max_backoff: Duration::from_secs(600) }
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        let timeout = SourceError::Timeout(Duration::from_secs(1));
+        assert_eq!(backoff(&poll(), 1, &timeout, 0.5), Duration::from_secs(60));
+        assert_eq!(backoff(&poll(), 2, &timeout, 0.5), Duration::from_secs(120));
+        assert_eq!(backoff(&poll(), 3, &timeout, 0.5), Duration::from_secs(240));
+        assert_eq!(backoff(&poll(), 30, &timeout, 0.5), Duration::from_secs(600));
+        assert_eq!(backoff(&poll(), 30, &timeout, 1.0), Duration::from_secs(720));
+        assert_eq!(backoff(&poll(), 1, &timeout, 0.0), Duration::from_secs(60), "never below the interval");
+        let limited = SourceError::RateLimited { retry_after: None };
+        assert_eq!(backoff(&poll(), 1, &limited, 0.5), Duration::from_secs(120));
+        let told = SourceError::RateLimited { retry_after: Some(Duration::from_secs(300)) };
+        assert_eq!(backoff(&poll(), 1, &told, 0.5), Duration::from_secs(300));
+        let short = SourceError::RateLimited { retry_after: Some(Duration::from_secs(5)) };
+        assert_eq!(backoff(&poll(), 1, &short, 0.5), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn pacing_spreads_credits_until_reset() {
+        let midnight = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_006_400); // a UTC midnight
+        let anon = Credits { cost: 0.015, remaining: 10.0 };
+        // 666 calls over 24h: one every ~129.7s.
+        let paced = paced_interval(Duration::from_secs(60), anon, midnight);
+        assert_eq!(paced.as_secs(), 129);
+        // Plenty of credits: the configured interval stands.
+        let rich = Credits { cost: 0.015, remaining: 1_000.0 };
+        assert_eq!(paced_interval(Duration::from_secs(60), rich, midnight), Duration::from_secs(60));
+        // Out of credits at noon: wait for the reset, 12h.
+        let noon = midnight + Duration::from_secs(43_200);
+        let broke = Credits { cost: 0.015, remaining: 0.01 };
+        assert_eq!(paced_interval(Duration::from_secs(60), broke, noon), Duration::from_secs(43_200));
+        // A zero cost means unmetered.
+        let free = Credits { cost: 0.0, remaining: 0.0 };
+        assert_eq!(paced_interval(Duration::from_secs(60), free, noon), Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,138 @@
+//! The HTTP side: `/metrics` (or the configured path), a landing page, and
+//! the `/-/healthy` and `/-/ready` probes. Handlers only read the published
+//! [`Exposition`]; no scrape ever triggers upstream work.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::exposition::Format;
+use crate::state::Shared;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub shared: Arc<Shared>,
+    pub telemetry_path: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route(&state.telemetry_path, get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// OpenMetrics when the client asks for it (Prometheus does), the classic
+/// text format otherwise (curl, older scrapers, promtool).
+pub fn negotiate_format(headers: &HeaderMap) -> Format {
+    let accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok());
+    for value in accept {
+        for part in value.split(',') {
+            let mut params = part.split(';').map(str::trim);
+            if params.next() == Some("application/openmetrics-text") && !params.any(is_q_zero) {
+                return Format::OpenMetrics;
+            }
+        }
+    }
+    Format::Text
+}
+
+/// Whether the client accepts gzip (and has not refused it with `q=0`).
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).any(|value| {
+        value.split(',').any(|part| {
+            let mut params = part.split(';').map(str::trim);
+            matches!(params.next(), Some("gzip" | "x-gzip" | "*")) && !params.any(is_q_zero)
+        })
+    })
+}
+
+fn is_q_zero(param: &str) -> bool {
+    param
+        .strip_prefix("q=")
+        .and_then(|q| q.trim().parse::<f32>().ok())
+        .is_some_and(|q| q == 0.0)
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let format = negotiate_format(&headers);
+    let exposition = state.shared.exposition();
+    let vary = (header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    let content_type = (header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    if accepts_gzip(&headers) {
+        let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        ([content_type, encoding, vary], exposition.gzip_body(format)).into_response()
+    } else {
+        ([content_type, vary], Body::new(exposition.body(format))).into_response()
+    }
+}
+
+async fn landing(State(state): State<AppState>) -> Html<String> {
+    let path = html_escape(&state.telemetry_path);
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><title>Crypto Market Exporter</title></head>\n<body>\n\
+         <h1>Crypto Market Exporter</h1>\n<p>Version {}</p>\n<ul>\n\
+         <li><a href=\"{path}\">{path}</a>: metrics</li>\n\
+         <li><a href=\"/-/healthy\">/-/healthy</a>: liveness</li>\n\
+         <li><a href=\"/-/ready\">/-/ready</a>: readiness (503 until the first successful poll)</li>\n\
+         </ul>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+async fn healthy() -> &'static str {
+    "Healthy.\n"
+}
+
+async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.shared.ready() {
+        (StatusCode::OK, "Ready.\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Not ready: no successful poll yet.\n")
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> (StatusCode, String) {
+    (StatusCode::NOT_FOUND, format!("404 not found: {}\n", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: header::HeaderName, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn format_negotiation() {
+        let prom = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert_eq!(negotiate_format(&headers(header::ACCEPT, prom)), Format::OpenMetrics);
+        assert_eq!(negotiate_format(&headers(header::ACCEPT, "text/plain")), Format::Text);
+        assert_eq!(negotiate_format(&headers(header::ACCEPT, "application/openmetrics-text; q=0")), Format::Text);
+        assert_eq!(negotiate_format(&HeaderMap::new()), Format::Text);
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip(&headers(header::ACCEPT_ENCODING, "gzip")));
+        assert!(accepts_gzip(&headers(header::ACCEPT_ENCODING, "deflate, gzip;q=1.0, *;q=0.5")));
+        assert!(!accepts_gzip(&headers(header::ACCEPT_ENCODING, "gzip;q=0")));
+        assert!(!accepts_gzip(&headers(header::ACCEPT_ENCODING, "identity")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+}

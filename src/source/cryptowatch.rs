@@ -1,0 +1,314 @@
+//! Cryptowatch REST API (`GET /markets/summaries`): every market in one call.
+//!
+//! Wire format (see tests/fixtures/README.md for the recorded responses):
+//! `{"result": {"<exchange>:<pair>": {"price": {"last", "high", "low",
+//! "change": {"percentage", "absolute"}}, "volume", "volumeBase"?, "volumeQuote",
+//! "volumeUSD"?, "volumeContracts"?, "volumeSettlement"?}}, "cursor": {"last",
+//! "hasMore"}, "allowance": {"cost", "remaining"}}`. Errors come as
+//! `{"error": "..."}`. Older responses lack `volumeBase`/`volumeUSD`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+
+use super::de::number;
+use super::{Credits, Fetched, PollFuture, Source, SourceError, SourceKind};
+use crate::config::{CryptowatchConfig, Secret};
+use crate::domain::{Gauge, RawMarket, RejectReason, Rejections};
+use crate::stats::SourceMetrics;
+use crate::upstream::Upstream;
+
+/// Cursor pages followed per poll at most: a runaway `hasMore` must not burn
+/// every credit of the day.
+const MAX_PAGES: usize = 10;
+
+pub struct Cryptowatch {
+    upstream: Upstream,
+    summaries_url: String,
+    api_key: Option<Secret>,
+}
+
+impl fmt::Debug for Cryptowatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cryptowatch").field("summaries_url", &self.summaries_url).finish_non_exhaustive()
+    }
+}
+
+impl Cryptowatch {
+    pub fn new(config: &CryptowatchConfig, metrics: Arc<SourceMetrics>) -> Result<Self, SourceError> {
+        Ok(Self {
+            upstream: Upstream::new(&config.http, metrics)?,
+            summaries_url: format!("{}/markets/summaries", config.url.as_str().trim_end_matches('/')),
+            api_key: config.api_key.clone(),
+        })
+    }
+
+    fn headers(&self) -> Result<HeaderMap, SourceError> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &self.api_key {
+            let mut value = HeaderValue::from_str(key.expose())
+                .map_err(|_| SourceError::Request("API key contains characters not allowed in a header".into()))?;
+            value.set_sensitive(true);
+            headers.insert("X-CW-API-Key", value);
+        }
+        Ok(headers)
+    }
+
+    async fn poll_pages(&mut self) -> Result<Fetched, SourceError> {
+        let mut fetched = Fetched::default();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let url = match &cursor {
+                None => self.summaries_url.clone(),
+                Some(c) => format!("{}?cursor={}", self.summaries_url, urlencode(c)),
+            };
+            let response = self.upstream.get(&url, self.headers()?).await?;
+            // Parsing 4 MB takes ~10 ms: keep it off the async workers.
+            let page = tokio::task::spawn_blocking(move || parse(&response.body))
+                .await
+                .map_err(|e| SourceError::Decode(format!("parser task failed: {e}")))??;
+            fetched.markets.extend(page.markets);
+            fetched.rejections.add(&page.rejections);
+            fetched.credits = page.credits.or(fetched.credits);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(fetched),
+            }
+        }
+        tracing::warn!(source = "cryptowatch", pages = MAX_PAGES, "stopped following cursor pages; exporting what was read");
+        Ok(fetched)
+    }
+}
+
+impl Source for Cryptowatch {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Cryptowatch
+    }
+
+    fn poll(&mut self) -> PollFuture<'_> {
+        Box::pin(self.poll_pages())
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+// ---- Wire format ----
+
+#[derive(Deserialize)]
+struct SummariesDto<'a> {
+    #[serde(borrow, default, deserialize_with = "market_list")]
+    result: Option<Vec<(Cow<'a, str>, SummaryDto)>>,
+    #[serde(default)]
+    cursor: Option<CursorDto>,
+    #[serde(default)]
+    allowance: Option<AllowanceDto>,
+    #[serde(default)]
+    error: Option<ErrorDto>,
+}
+
+#[derive(Deserialize)]
+struct SummaryDto {
+    #[serde(default)]
+    price: Option<PriceDto>,
+    #[serde(default, deserialize_with = "number")]
+    volume: Option<f64>,
+    #[serde(default, rename = "volumeBase", deserialize_with = "number")]
+    volume_base: Option<f64>,
+    #[serde(default, rename = "volumeQuote", deserialize_with = "number")]
+    volume_quote: Option<f64>,
+    #[serde(default, rename = "volumeUSD", deserialize_with = "number")]
+    volume_usd: Option<f64>,
+    // Futures markets also carry volumeContracts/volumeSettlement; not part of
+    // the metric contract, so they are ignored like any unknown field.
+}
+
+#[derive(Deserialize)]
+struct PriceDto {
+    #[serde(default, deserialize_with = "number")]
+    last: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    high: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    low: Option<f64>,
+    #[serde(default)]
+    change: Option<ChangeDto>,
+}
+
+#[derive(Deserialize)]
+struct ChangeDto {
+    /// Already a ratio: 0.0019 means +0.19 %.
+    #[serde(default, deserialize_with = "number")]
+    percentage: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct CursorDto {
+    #[serde(default)]
+    last: Option<String>,
+    #[serde(default, rename = "hasMore")]
+    has_more: bool,
+}
+
+#[derive(Deserialize)]
+struct AllowanceDto {
+    #[serde(default, deserialize_with = "number")]
+    cost: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    remaining: Option<f64>,
+}
+
+/// `error` is a string in every recorded response; anything else is still an error.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ErrorDto {
+    Text(String),
+    Other(serde::de::IgnoredAny),
+}
+
+/// Reads the `result` object straight into a Vec: no intermediate map, keys
+/// borrowed from the body where they contain no escapes.
+fn market_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<(Cow<'de, str>, SummaryDto)>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Vec<(Cow<'de, str>, SummaryDto)>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object of \"exchange:pair\" keys")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16_384));
+            while let Some(entry) = map.next_entry::<Cow<'de, str>, SummaryDto>()? {
+                out.push(entry);
+            }
+            Ok(Some(out))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// One parsed page.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub markets: Vec<RawMarket>,
+    pub rejections: Rejections,
+    pub credits: Option<Credits>,
+    pub next_cursor: Option<String>,
+}
+
+/// Parses one `/markets/summaries` body into raw domain markets.
+pub fn parse(body: &[u8]) -> Result<Page, SourceError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(SourceError::Decode("empty body".into()));
+    }
+    let dto: SummariesDto<'_> =
+        serde_json::from_slice(body).map_err(|e| SourceError::Decode(format!("{e}")))?;
+    if let Some(error) = dto.error {
+        return Err(SourceError::Api(match error {
+            ErrorDto::Text(s) => s,
+            ErrorDto::Other(_) => crate::upstream::excerpt(body),
+        }));
+    }
+    let Some(result) = dto.result else {
+        return Err(SourceError::Decode("no \"result\" object in the response".into()));
+    };
+    let mut page = Page { markets: Vec::with_capacity(result.len()), ..Page::default() };
+    for (key, s) in result {
+        // Keys split on the FIRST colon only: pair symbols may contain '-' or '.'.
+        let Some((exchange, pair)) = key.split_once(':').filter(|(e, p)| !e.is_empty() && !p.is_empty()) else {
+            page.rejections.count(RejectReason::InvalidKey);
+            continue;
+        };
+        let mut values = [None; Gauge::COUNT];
+        if let Some(price) = &s.price {
+            values[Gauge::Price as usize] = price.last;
+            values[Gauge::PriceHigh24h as usize] = price.high;
+            values[Gauge::PriceLow24h as usize] = price.low;
+            values[Gauge::PriceChangeRatio24h as usize] = price.change.as_ref().and_then(|c| c.percentage);
+        }
+        values[Gauge::Volume24h as usize] = s.volume_base.or(s.volume);
+        values[Gauge::VolumeQuote24h as usize] = s.volume_quote;
+        values[Gauge::VolumeUsd24h as usize] = s.volume_usd;
+        page.markets.push(RawMarket { exchange: exchange.to_owned(), pair: pair.to_owned(), values });
+    }
+    page.credits = dto.allowance.and_then(|a| Some(Credits { cost: a.cost?, remaining: a.remaining? }));
+    page.next_cursor = dto.cursor.filter(|c| c.has_more).and_then(|c| c.last);
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn market<'a>(page: &'a Page, key: &str) -> &'a RawMarket {
+        let (e, p) = key.split_once(':').unwrap();
+        page.markets.iter().find(|m| m.exchange == e && m.pair == p).unwrap()
+    }
+
+    #[test]
+    fn both_generations_and_futures() {
+        let body = br#"{"result":{
+            "kraken:btcusd":{"price":{"last":26115.1,"high":26250,"low":25800.1,"change":{"percentage":0.0019,"absolute":49.8}},"volume":1143.9,"volumeBase":1143.9,"volumeQuote":29776774.6,"volumeUSD":29776774.6},
+            "binance:stx.2btc":{"price":{"last":8.0e-8,"high":1,"low":0,"change":{"percentage":-0.5,"absolute":0}},"volume":10,"volumeQuote":20},
+            "binance:btcusdt-perpetual-futures":{"price":{"last":2,"high":3,"low":1,"change":{"percentage":0,"absolute":0}},"volume":5,"volumeBase":5,"volumeQuote":6,"volumeContracts":5,"volumeSettlement":6,"volumeUSD":7,"somethingNew":{"x":1}}
+        },"cursor":{"last":"abc","hasMore":false},"allowance":{"cost":0.015,"remaining":9.695,"upgrade":"x"}}"#;
+        let page = parse(body).unwrap();
+        assert_eq!(page.markets.len(), 3);
+        assert_eq!(
+            market(&page, "kraken:btcusd").values,
+            [Some(26115.1), Some(26250.0), Some(25800.1), Some(0.0019), Some(1143.9), Some(29776774.6), Some(29776774.6)]
+        );
+        let old = market(&page, "binance:stx.2btc");
+        assert_eq!(old.values[Gauge::Volume24h as usize], Some(10.0));
+        assert_eq!(old.values[Gauge::VolumeUsd24h as usize], None);
+        assert_eq!(old.values[Gauge::Price as usize], Some(8.0e-8));
+        let fut = market(&page, "binance:btcusdt-perpetual-futures");
+        assert_eq!(fut.values[Gauge::VolumeUsd24h as usize], Some(7.0));
+        assert_eq!(page.credits, Some(Credits { cost: 0.015, remaining: 9.695 }));
+        assert_eq!(page.next_cursor, None);
+    }
+
+    #[test]
+    fn key_splits_on_first_colon_and_bad_keys_are_counted() {
+        let page = parse(br#"{"result":{"a:b:c":{"price":{"last":1}},"nocolon":{"price":{"last":1}},":x":{}}}"#).unwrap();
+        assert_eq!(page.markets.len(), 1);
+        assert_eq!((page.markets[0].exchange.as_str(), page.markets[0].pair.as_str()), ("a", "b:c"));
+        assert_eq!(page.rejections.values[RejectReason::InvalidKey as usize], 2);
+    }
+
+    #[test]
+    fn error_shapes() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"", "invalid_response"),
+            (b"   \n", "invalid_response"),
+            (b"<html>502</html>", "invalid_response"),
+            (br#"{"result":{"kraken:btcusd":{"price":{"last":1"#, "invalid_response"),
+            (br#"{"error":"Route not found","allowance":{"cost":0,"remaining":9}}"#, "api_error"),
+            (br#"{"cursor":{}}"#, "invalid_response"),
+        ];
+        for (body, reason) in cases {
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.reason(), reason, "{:?}: {err}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(parse(br#"{"error":"Route not found"}"#).unwrap_err().to_string(), "upstream reported an error: Route not found");
+    }
+
+    #[test]
+    fn cursor_is_followed_only_when_has_more() {
+        let page = parse(br#"{"result":{},"cursor":{"last":"n3xt","hasMore":true}}"#).unwrap();
+        assert_eq!(page.next_cursor.as_deref(), Some("n3xt"));
+        assert_eq!(urlencode("a+b/c=="), "a%2Bb%2Fc%3D%3D");
+    }
+}

@@ -1,0 +1,230 @@
+//! Market data sources. Each source is one file holding its wire-format DTOs
+//! and the mapping into domain types; this file holds the contract and the
+//! explicit list of sources (see [`build`]): adding a source is one new file
+//! plus one line there, and one variant in [`SourceKind`].
+
+pub mod cryptowatch;
+pub mod demo;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::domain::{RawMarket, Rejections};
+use crate::stats::SourceMetrics;
+
+/// The sources this build knows, in the order `--help` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    Cryptowatch,
+    Demo,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 2] = [SourceKind::Cryptowatch, SourceKind::Demo];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Cryptowatch => "cryptowatch",
+            SourceKind::Demo => "demo",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SourceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown source {s:?} (expected one of: {})", names.join(", "))
+        })
+    }
+}
+
+/// The explicit list of sources: the one place a new source is wired in.
+pub fn build(
+    kind: SourceKind,
+    config: &Config,
+    metrics: Arc<SourceMetrics>,
+) -> Result<Box<dyn Source>, SourceError> {
+    Ok(match kind {
+        SourceKind::Cryptowatch => Box::new(cryptowatch::Cryptowatch::new(&config.cryptowatch, metrics)?),
+        SourceKind::Demo => Box::new(demo::Demo::new(&config.demo)),
+    })
+}
+
+/// Remaining API credits, for upstreams that meter them (Cryptowatch).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Credits {
+    /// Credits the last call cost.
+    pub cost: f64,
+    /// Credits left until the next reset.
+    pub remaining: f64,
+}
+
+/// What one successful poll returns.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub markets: Vec<RawMarket>,
+    /// Entries dropped while parsing (e.g. a key with no `exchange:pair` shape).
+    pub rejections: Rejections,
+    pub credits: Option<Credits>,
+}
+
+pub type PollFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, SourceError>> + Send + 'a>>;
+
+/// A market data source. `poll` is never called concurrently with itself:
+/// each source has exactly one poller task.
+pub trait Source: Send + Sync {
+    fn kind(&self) -> SourceKind;
+    fn poll(&mut self) -> PollFuture<'_>;
+}
+
+/// Why a poll failed. [`SourceError::reason`] is the bounded metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("rate limited by upstream (HTTP 429){}", retry_after_text(.retry_after))]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("upstream answered HTTP {status}: {body}")]
+    HttpStatus { status: u16, body: String },
+    #[error("response body exceeds the {limit}-byte limit")]
+    BodyTooLarge { limit: u64 },
+    #[error("reading the response body failed: {0}")]
+    Body(String),
+    #[error("invalid response: {0}")]
+    Decode(String),
+    #[error("upstream reported an error: {0}")]
+    Api(String),
+    #[error("request failed: {0}")]
+    Request(String),
+}
+
+fn retry_after_text(d: &Option<Duration>) -> String {
+    match d {
+        Some(d) => format!(", Retry-After {}s", d.as_secs()),
+        None => ", no Retry-After".to_owned(),
+    }
+}
+
+impl SourceError {
+    /// Every reason label, so counters can start at 0 instead of appearing late.
+    pub const REASONS: [&'static str; 9] = [
+        "timeout",
+        "connect",
+        "rate_limited",
+        "http_status",
+        "body_too_large",
+        "body_read",
+        "invalid_response",
+        "api_error",
+        "request",
+    ];
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SourceError::Timeout(_) => "timeout",
+            SourceError::Connect(_) => "connect",
+            SourceError::RateLimited { .. } => "rate_limited",
+            SourceError::HttpStatus { .. } => "http_status",
+            SourceError::BodyTooLarge { .. } => "body_too_large",
+            SourceError::Body(_) => "body_read",
+            SourceError::Decode(_) => "invalid_response",
+            SourceError::Api(_) => "api_error",
+            SourceError::Request(_) => "request",
+        }
+    }
+
+    /// How long upstream asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SourceError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Lenient number parsing shared by the DTOs of all sources: JSON numbers in
+/// any form (integer, decimal, exponent), numeric strings (Binance and Kraken
+/// send decimals as strings), and `null` for "not reported". `"NaN"` and
+/// `"inf"` parse to themselves so that validation can count them.
+pub mod de {
+    use serde::Deserializer;
+    use serde::de::{self, Visitor};
+    use std::fmt;
+
+    struct Num;
+
+    impl<'de> Visitor<'de> for Num {
+        type Value = Option<f64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number, a numeric string or null")
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v as f64))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v as f64))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            v.trim().parse::<f64>().map(Some).map_err(|_| E::custom(format!("invalid number {v:?}")))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Num)
+        }
+    }
+
+    /// For `#[serde(default, deserialize_with = "de::number")]` fields of type `Option<f64>`.
+    pub fn number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        d.deserialize_option(Num)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[derive(serde::Deserialize)]
+        struct T {
+            #[serde(default, deserialize_with = "super::number")]
+            v: Option<f64>,
+        }
+
+        fn parse(json: &str) -> Option<f64> {
+            serde_json::from_str::<T>(json).unwrap().v
+        }
+
+        #[test]
+        fn number_forms() {
+            assert_eq!(parse(r#"{"v": 26250}"#), Some(26250.0));
+            assert_eq!(parse(r#"{"v": 0.248}"#), Some(0.248));
+            assert_eq!(parse(r#"{"v": 8.000000000000093e-8}"#), Some(8.000000000000093e-8));
+            assert_eq!(parse(r#"{"v": -3}"#), Some(-3.0));
+            assert_eq!(parse(r#"{"v": "42.10000000"}"#), Some(42.1));
+            assert_eq!(parse(r#"{"v": null}"#), None);
+            assert_eq!(parse(r#"{}"#), None);
+            assert!(parse(r#"{"v": "NaN"}"#).unwrap().is_nan());
+            assert!(serde_json::from_str::<T>(r#"{"v": "abc"}"#).is_err());
+            assert!(serde_json::from_str::<T>(r#"{"v": [1]}"#).is_err());
+        }
+    }
+}

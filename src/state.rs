@@ -1,0 +1,63 @@
+//! Shared state between the pollers and the HTTP server: one slot per source
+//! (its latest rendered markets and its self-metrics) and the current
+//! [`Exposition`], swapped atomically on every publish.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use crate::exposition::{Exposition, Format, MarketFragments};
+use crate::source::SourceKind;
+use crate::stats::{self, SourceMetrics};
+
+/// One source's latest data and its metrics.
+#[derive(Debug)]
+pub struct Slot {
+    pub metrics: Arc<SourceMetrics>,
+    /// `None` until the first successful poll; afterwards always the last good data.
+    pub markets: ArcSwapOption<MarketFragments>,
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub slots: Vec<Arc<Slot>>,
+    exposition: ArcSwap<Exposition>,
+    /// Serialises publishers so an older composition never overwrites a newer one.
+    publish_lock: Mutex<()>,
+}
+
+impl Shared {
+    pub fn new(sources: &[SourceKind]) -> Self {
+        let slots = sources
+            .iter()
+            .map(|&kind| {
+                Arc::new(Slot { metrics: Arc::new(SourceMetrics::new(kind)), markets: ArcSwapOption::empty() })
+            })
+            .collect();
+        let shared =
+            Self { slots, exposition: ArcSwap::from_pointee(Exposition::default()), publish_lock: Mutex::new(()) };
+        shared.publish();
+        shared
+    }
+
+    /// Rebuilds the exposition from every slot. Runs once per poll, on a
+    /// blocking thread: with 14k markets it gzips several MB.
+    pub fn publish(&self) {
+        let _guard = self.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let markets: Vec<Arc<MarketFragments>> = self.slots.iter().filter_map(|s| s.markets.load_full()).collect();
+        let refs: Vec<&MarketFragments> = markets.iter().map(Arc::as_ref).collect();
+        let values: Vec<_> = self.slots.iter().map(|s| (s.metrics.source, s.metrics.values())).collect();
+        let self_metrics = Format::ALL.map(|f| stats::render(f, &values));
+        self.exposition.store(Arc::new(Exposition::compose(&refs, self_metrics)));
+    }
+
+    pub fn exposition(&self) -> Arc<Exposition> {
+        self.exposition.load_full()
+    }
+
+    /// Ready once any source has delivered data: from then on /metrics has
+    /// markets to show, even if another source is still failing.
+    pub fn ready(&self) -> bool {
+        self.slots.iter().any(|s| s.markets.load().is_some())
+    }
+}

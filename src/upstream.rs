@@ -1,0 +1,180 @@
+//! Outbound HTTP shared by the network sources: one client per source with its
+//! own governor quota, timeouts and body cap, and the mapping of transport
+//! failures into [`SourceError`]s.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use crate::config::HttpConfig;
+use crate::source::SourceError;
+use crate::stats::SourceMetrics;
+
+/// A successful (2xx) upstream response with its whole body.
+#[derive(Debug)]
+pub struct Response {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// One source's HTTP client, rate limiter and limits.
+#[derive(Debug)]
+pub struct Upstream {
+    client: reqwest::Client,
+    limiter: DefaultDirectRateLimiter,
+    timeout: Duration,
+    max_body_size: u64,
+    metrics: Arc<SourceMetrics>,
+}
+
+impl Upstream {
+    pub fn new(http: &HttpConfig, metrics: Arc<SourceMetrics>) -> Result<Self, SourceError> {
+        // reqwest is built without a bundled crypto provider so that the tree
+        // carries ring only; installing it twice is harmless, hence the `let _`.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("crypto-market-exporter/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(http.connect_timeout)
+            .timeout(http.timeout)
+            .build()
+            .map_err(|e| SourceError::Request(format!("cannot build HTTP client: {e}")))?;
+        let quota = Quota::with_period(http.rate_limit_period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(http.rate_limit_burst);
+        Ok(Self {
+            client,
+            limiter: RateLimiter::direct(quota),
+            timeout: http.timeout,
+            max_body_size: http.max_body_size,
+            metrics,
+        })
+    }
+
+    /// GETs `url` after waiting for the rate limiter, and reads the body
+    /// under the size cap. Non-2xx statuses become errors.
+    pub async fn get(&self, url: &str, headers: HeaderMap) -> Result<Response, SourceError> {
+        let waited = Instant::now();
+        self.limiter.until_ready().await;
+        self.metrics.add_limiter_wait(waited.elapsed());
+
+        let started = Instant::now();
+        let result = self.send(url, headers).await;
+        self.metrics.observe_request(started.elapsed());
+        result
+    }
+
+    async fn send(&self, url: &str, headers: HeaderMap) -> Result<Response, SourceError> {
+        let mut resp =
+            self.client.get(url).headers(headers).send().await.map_err(|e| self.classify(e))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = retry_after(resp.headers(), SystemTime::now());
+            return Err(SourceError::RateLimited { retry_after });
+        }
+        if let Some(len) = resp.content_length()
+            && len > self.max_body_size
+        {
+            return Err(SourceError::BodyTooLarge { limit: self.max_body_size });
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify_body(e))? {
+            if (body.len() + chunk.len()) as u64 > self.max_body_size {
+                return Err(SourceError::BodyTooLarge { limit: self.max_body_size });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(SourceError::HttpStatus { status: status.as_u16(), body: excerpt(&body) });
+        }
+        Ok(Response { headers: resp.headers().clone(), body: body.freeze() })
+    }
+
+    fn classify(&self, e: reqwest::Error) -> SourceError {
+        if e.is_timeout() {
+            SourceError::Timeout(self.timeout)
+        } else if e.is_connect() {
+            SourceError::Connect(error_chain(&e))
+        } else {
+            SourceError::Request(error_chain(&e))
+        }
+    }
+
+    fn classify_body(&self, e: reqwest::Error) -> SourceError {
+        if e.is_timeout() { SourceError::Timeout(self.timeout) } else { SourceError::Body(error_chain(&e)) }
+    }
+}
+
+/// reqwest's top-level message ("error sending request") hides the cause;
+/// the log line needs the whole chain, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        out.push_str(": ");
+        out.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    out
+}
+
+/// The first 200 characters of a body, on one line, for error messages.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(800)]);
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = one_line.chars().take(200).collect();
+    if one_line.chars().count() > 200 {
+        out.push('…');
+    }
+    if out.is_empty() { "(empty body)".to_owned() } else { out }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+/// Absurd values are capped at a day so a typo upstream cannot stop polling for good.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    const CAP: Duration = Duration::from_secs(86_400);
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(delay.min(CAP))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after(&headers("120"), now), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(retry_after(&headers(&later), now), Some(Duration::from_secs(30)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(retry_after(&headers(&past), now), Some(Duration::ZERO));
+        assert_eq!(retry_after(&headers("999999999"), now), Some(Duration::from_secs(86_400)));
+        assert_eq!(retry_after(&headers("soon"), now), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn excerpt_is_one_bounded_line() {
+        assert_eq!(excerpt(b"<html>\n <body>Bad   Gateway</body>\n</html>"), "<html> <body>Bad Gateway</body> </html>");
+        assert_eq!(excerpt(b""), "(empty body)");
+        assert_eq!(excerpt(&[b'x'; 1000]).chars().count(), 201);
+    }
+}
