@@ -410,9 +410,10 @@ impl Config {
             Duration::from_secs(60),
             positive_duration,
         )?;
+        // The default grows with the interval so that `--poll.interval=1h` alone is valid.
         let max_backoff = parse_or(
             pick(cli.poll_max_backoff.as_deref(), "--poll.max-backoff", file.poll.max_backoff.as_ref(), "poll.max_backoff"),
-            Duration::from_secs(600),
+            Duration::from_secs(600).max(interval),
             positive_duration,
         )?;
         if max_backoff < interval {
