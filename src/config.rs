@@ -544,7 +544,13 @@ fn parse_file(text: &str) -> Result<FileConfig, String> {
     }
     serde_saphyr::from_str::<FileConfig>(text).map_err(|e| {
         let msg = e.without_snippet().to_string();
-        msg.split_whitespace().collect::<Vec<_>>().join(" ")
+        let mut msg = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+        // Type errors carry a position but not the key: quote the line.
+        let line = e.location().and_then(|l| usize::try_from(l.line()).ok());
+        if let Some(src) = line.and_then(|n| text.lines().nth(n.checked_sub(1)?)) {
+            msg.push_str(&format!(" (near `{}`)", src.trim()));
+        }
+        msg
     })
 }
 
