@@ -38,73 +38,170 @@ impl ConfigError {
 /// Command-line flags. Every field is optional so that "not given" can fall
 /// through to the config file and then to the default.
 #[derive(Debug, Default, Parser)]
-#[command(name = "crypto-market-exporter", version, about = "Prometheus exporter for crypto market data")]
+#[command(
+    name = "crypto-market-exporter",
+    version,
+    about = "Prometheus exporter for crypto market data"
+)]
 pub struct Cli {
     /// Path to a YAML config file.
-    #[arg(long = "config.file", env = "CRYPTO_MARKET_EXPORTER_CONFIG_FILE", value_name = "PATH")]
+    #[arg(
+        long = "config.file",
+        env = "CRYPTO_MARKET_EXPORTER_CONFIG_FILE",
+        value_name = "PATH"
+    )]
     pub config_file: Option<PathBuf>,
     /// Address to listen on for the web interface and telemetry. [default: 0.0.0.0:9795]
-    #[arg(long = "web.listen-address", env = "CRYPTO_MARKET_EXPORTER_WEB_LISTEN_ADDRESS", value_name = "ADDR")]
+    #[arg(
+        long = "web.listen-address",
+        env = "CRYPTO_MARKET_EXPORTER_WEB_LISTEN_ADDRESS",
+        value_name = "ADDR"
+    )]
     pub web_listen_address: Option<String>,
     /// Path under which to expose metrics. [default: /metrics]
-    #[arg(long = "web.telemetry-path", env = "CRYPTO_MARKET_EXPORTER_WEB_TELEMETRY_PATH", value_name = "PATH")]
+    #[arg(
+        long = "web.telemetry-path",
+        env = "CRYPTO_MARKET_EXPORTER_WEB_TELEMETRY_PATH",
+        value_name = "PATH"
+    )]
     pub web_telemetry_path: Option<String>,
     /// Market data source(s) to poll; repeat or comma-separate for several. [default: cryptowatch]
-    #[arg(long = "source", env = "CRYPTO_MARKET_EXPORTER_SOURCE", value_name = "NAME", value_delimiter = ',')]
+    #[arg(
+        long = "source",
+        env = "CRYPTO_MARKET_EXPORTER_SOURCE",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub source: Vec<String>,
     /// Interval between polls of each source. [default: 60s]
-    #[arg(long = "poll.interval", env = "CRYPTO_MARKET_EXPORTER_POLL_INTERVAL", value_name = "DURATION")]
+    #[arg(
+        long = "poll.interval",
+        env = "CRYPTO_MARKET_EXPORTER_POLL_INTERVAL",
+        value_name = "DURATION"
+    )]
     pub poll_interval: Option<String>,
     /// Upper bound of the exponential backoff after consecutive failures. [default: 10m]
-    #[arg(long = "poll.max-backoff", env = "CRYPTO_MARKET_EXPORTER_POLL_MAX_BACKOFF", value_name = "DURATION")]
+    #[arg(
+        long = "poll.max-backoff",
+        env = "CRYPTO_MARKET_EXPORTER_POLL_MAX_BACKOFF",
+        value_name = "DURATION"
+    )]
     pub poll_max_backoff: Option<String>,
     /// Log level: error, warn, info, debug or trace. [default: info]
-    #[arg(long = "log.level", env = "CRYPTO_MARKET_EXPORTER_LOG_LEVEL", value_name = "LEVEL")]
+    #[arg(
+        long = "log.level",
+        env = "CRYPTO_MARKET_EXPORTER_LOG_LEVEL",
+        value_name = "LEVEL"
+    )]
     pub log_level: Option<String>,
     /// Log format: logfmt or json. [default: logfmt]
-    #[arg(long = "log.format", env = "CRYPTO_MARKET_EXPORTER_LOG_FORMAT", value_name = "FORMAT")]
+    #[arg(
+        long = "log.format",
+        env = "CRYPTO_MARKET_EXPORTER_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
     pub log_format: Option<String>,
     /// Only export markets whose exchange matches one of these globs. [default: all]
-    #[arg(long = "markets.include-exchanges", env = "CRYPTO_MARKET_EXPORTER_MARKETS_INCLUDE_EXCHANGES", value_name = "GLOB", value_delimiter = ',')]
+    #[arg(
+        long = "markets.include-exchanges",
+        env = "CRYPTO_MARKET_EXPORTER_MARKETS_INCLUDE_EXCHANGES",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
     pub markets_include_exchanges: Vec<String>,
     /// Never export markets whose exchange matches one of these globs.
-    #[arg(long = "markets.exclude-exchanges", env = "CRYPTO_MARKET_EXPORTER_MARKETS_EXCLUDE_EXCHANGES", value_name = "GLOB", value_delimiter = ',')]
+    #[arg(
+        long = "markets.exclude-exchanges",
+        env = "CRYPTO_MARKET_EXPORTER_MARKETS_EXCLUDE_EXCHANGES",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
     pub markets_exclude_exchanges: Vec<String>,
     /// Only export markets whose pair matches one of these globs. [default: all]
-    #[arg(long = "markets.include-pairs", env = "CRYPTO_MARKET_EXPORTER_MARKETS_INCLUDE_PAIRS", value_name = "GLOB", value_delimiter = ',')]
+    #[arg(
+        long = "markets.include-pairs",
+        env = "CRYPTO_MARKET_EXPORTER_MARKETS_INCLUDE_PAIRS",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
     pub markets_include_pairs: Vec<String>,
     /// Never export markets whose pair matches one of these globs.
-    #[arg(long = "markets.exclude-pairs", env = "CRYPTO_MARKET_EXPORTER_MARKETS_EXCLUDE_PAIRS", value_name = "GLOB", value_delimiter = ',')]
+    #[arg(
+        long = "markets.exclude-pairs",
+        env = "CRYPTO_MARKET_EXPORTER_MARKETS_EXCLUDE_PAIRS",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
     pub markets_exclude_pairs: Vec<String>,
     /// Hard cap on markets exported per source. [default: 50000]
-    #[arg(long = "markets.max", env = "CRYPTO_MARKET_EXPORTER_MARKETS_MAX", value_name = "N")]
+    #[arg(
+        long = "markets.max",
+        env = "CRYPTO_MARKET_EXPORTER_MARKETS_MAX",
+        value_name = "N"
+    )]
     pub markets_max: Option<String>,
     /// Base URL of the Cryptowatch-compatible API. [default: https://api.cryptowat.ch]
-    #[arg(long = "cryptowatch.url", env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_URL", value_name = "URL")]
+    #[arg(
+        long = "cryptowatch.url",
+        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_URL",
+        value_name = "URL"
+    )]
     pub cryptowatch_url: Option<String>,
     /// File holding the Cryptowatch API key (sent as X-CW-API-Key).
-    #[arg(long = "cryptowatch.api-key-file", env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_API_KEY_FILE", value_name = "PATH")]
+    #[arg(
+        long = "cryptowatch.api-key-file",
+        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_API_KEY_FILE",
+        value_name = "PATH"
+    )]
     pub cryptowatch_api_key_file: Option<PathBuf>,
     /// Whole-request timeout for Cryptowatch, body included. [default: 30s]
-    #[arg(long = "cryptowatch.timeout", env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long = "cryptowatch.timeout",
+        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub cryptowatch_timeout: Option<String>,
     /// TCP+TLS connect timeout for Cryptowatch. [default: 5s]
-    #[arg(long = "cryptowatch.connect-timeout", env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_CONNECT_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long = "cryptowatch.connect-timeout",
+        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_CONNECT_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub cryptowatch_connect_timeout: Option<String>,
     /// Largest response body accepted from Cryptowatch. [default: 64MiB]
-    #[arg(long = "cryptowatch.max-body-size", env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_MAX_BODY_SIZE", value_name = "SIZE")]
+    #[arg(
+        long = "cryptowatch.max-body-size",
+        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_MAX_BODY_SIZE",
+        value_name = "SIZE"
+    )]
     pub cryptowatch_max_body_size: Option<String>,
     /// Rate limiter: one request per this period (after the burst). [default: 1s]
-    #[arg(long = "cryptowatch.rate-limit.period", env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_RATE_LIMIT_PERIOD", value_name = "DURATION")]
+    #[arg(
+        long = "cryptowatch.rate-limit.period",
+        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_RATE_LIMIT_PERIOD",
+        value_name = "DURATION"
+    )]
     pub cryptowatch_rate_limit_period: Option<String>,
     /// Rate limiter: requests allowed back to back. [default: 1]
-    #[arg(long = "cryptowatch.rate-limit.burst", env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_RATE_LIMIT_BURST", value_name = "N")]
+    #[arg(
+        long = "cryptowatch.rate-limit.burst",
+        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_RATE_LIMIT_BURST",
+        value_name = "N"
+    )]
     pub cryptowatch_rate_limit_burst: Option<String>,
     /// Seed of the demo source's random walks. [default: 1]
-    #[arg(long = "demo.seed", env = "CRYPTO_MARKET_EXPORTER_DEMO_SEED", value_name = "N")]
+    #[arg(
+        long = "demo.seed",
+        env = "CRYPTO_MARKET_EXPORTER_DEMO_SEED",
+        value_name = "N"
+    )]
     pub demo_seed: Option<String>,
     /// Number of synthetic markets of the demo source. [default: 300]
-    #[arg(long = "demo.markets", env = "CRYPTO_MARKET_EXPORTER_DEMO_MARKETS", value_name = "N")]
+    #[arg(
+        long = "demo.markets",
+        env = "CRYPTO_MARKET_EXPORTER_DEMO_MARKETS",
+        value_name = "N"
+    )]
     pub demo_markets: Option<String>,
 }
 
@@ -299,7 +396,12 @@ pub struct Config {
 }
 
 /// Picks flag/env first, then the file; remembers which one for the message.
-fn pick(cli: Option<&str>, flag: &str, file: Option<&Scalar>, key: &str) -> Option<(String, String)> {
+fn pick(
+    cli: Option<&str>,
+    flag: &str,
+    file: Option<&Scalar>,
+    key: &str,
+) -> Option<(String, String)> {
     match (cli, file) {
         (Some(v), _) => Some((v.to_owned(), flag.to_owned())),
         (None, Some(s)) => Some((s.0.clone(), key.to_owned())),
@@ -320,7 +422,11 @@ fn parse_or<T>(
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
-    if d.is_zero() { Err(format!("must be greater than 0, got {s:?}")) } else { Ok(d) }
+    if d.is_zero() {
+        Err(format!("must be greater than 0, got {s:?}"))
+    } else {
+        Ok(d)
+    }
 }
 
 fn positive_int<T: std::str::FromStr + PartialOrd + Default>(s: &str) -> Result<T, String> {
@@ -347,23 +453,48 @@ impl Config {
 
     fn merge(cli: Cli, file: FileConfig) -> Result<Self, ConfigError> {
         let listen_address = parse_or(
-            pick(cli.web_listen_address.as_deref(), "--web.listen-address", file.web.listen_address.as_ref(), "web.listen_address"),
+            pick(
+                cli.web_listen_address.as_deref(),
+                "--web.listen-address",
+                file.web.listen_address.as_ref(),
+                "web.listen_address",
+            ),
             SocketAddr::from(([0, 0, 0, 0], 9795)),
-            |s| s.parse().map_err(|_| format!("invalid listen address {s:?} (expected host:port, e.g. 0.0.0.0:9795)")),
+            |s| {
+                s.parse().map_err(|_| {
+                    format!("invalid listen address {s:?} (expected host:port, e.g. 0.0.0.0:9795)")
+                })
+            },
         )?;
         let telemetry_path = parse_or(
-            pick(cli.web_telemetry_path.as_deref(), "--web.telemetry-path", file.web.telemetry_path.as_ref(), "web.telemetry_path"),
+            pick(
+                cli.web_telemetry_path.as_deref(),
+                "--web.telemetry-path",
+                file.web.telemetry_path.as_ref(),
+                "web.telemetry_path",
+            ),
             "/metrics".to_owned(),
             |s| {
-                if !s.starts_with('/') || s == "/" || s.starts_with("/-/") || s.contains(['?', '#', ' ']) {
-                    Err(format!("invalid telemetry path {s:?} (must start with / and not be / or /-/...)"))
+                if !s.starts_with('/')
+                    || s == "/"
+                    || s.starts_with("/-/")
+                    || s.contains(['?', '#', ' '])
+                {
+                    Err(format!(
+                        "invalid telemetry path {s:?} (must start with / and not be / or /-/...)"
+                    ))
                 } else {
                     Ok(s.to_owned())
                 }
             },
         )?;
         let log_level = parse_or(
-            pick(cli.log_level.as_deref(), "--log.level", file.log.level.as_ref(), "log.level"),
+            pick(
+                cli.log_level.as_deref(),
+                "--log.level",
+                file.log.level.as_ref(),
+                "log.level",
+            ),
             LevelFilter::INFO,
             |s| match s {
                 "error" => Ok(LevelFilter::ERROR),
@@ -371,16 +502,25 @@ impl Config {
                 "info" => Ok(LevelFilter::INFO),
                 "debug" => Ok(LevelFilter::DEBUG),
                 "trace" => Ok(LevelFilter::TRACE),
-                _ => Err(format!("invalid log level {s:?} (expected error, warn, info, debug or trace)")),
+                _ => Err(format!(
+                    "invalid log level {s:?} (expected error, warn, info, debug or trace)"
+                )),
             },
         )?;
         let log_format = parse_or(
-            pick(cli.log_format.as_deref(), "--log.format", file.log.format.as_ref(), "log.format"),
+            pick(
+                cli.log_format.as_deref(),
+                "--log.format",
+                file.log.format.as_ref(),
+                "log.format",
+            ),
             LogFormat::Logfmt,
             |s| match s {
                 "logfmt" => Ok(LogFormat::Logfmt),
                 "json" => Ok(LogFormat::Json),
-                _ => Err(format!("invalid log format {s:?} (expected logfmt or json)")),
+                _ => Err(format!(
+                    "invalid log format {s:?} (expected logfmt or json)"
+                )),
             },
         )?;
 
@@ -394,25 +534,42 @@ impl Config {
             }
         };
         if names.is_empty() {
-            return Err(ConfigError::new(format!("{origin}: at least one source is required")));
+            return Err(ConfigError::new(format!(
+                "{origin}: at least one source is required"
+            )));
         }
         let mut sources = Vec::with_capacity(names.len());
         for name in &names {
-            let kind: SourceKind = name.trim().parse().map_err(|e| ConfigError::new(format!("{origin}: {e}")))?;
+            let kind: SourceKind = name
+                .trim()
+                .parse()
+                .map_err(|e| ConfigError::new(format!("{origin}: {e}")))?;
             if sources.contains(&kind) {
-                return Err(ConfigError::new(format!("{origin}: source {name:?} is listed twice")));
+                return Err(ConfigError::new(format!(
+                    "{origin}: source {name:?} is listed twice"
+                )));
             }
             sources.push(kind);
         }
 
         let interval = parse_or(
-            pick(cli.poll_interval.as_deref(), "--poll.interval", file.poll.interval.as_ref(), "poll.interval"),
+            pick(
+                cli.poll_interval.as_deref(),
+                "--poll.interval",
+                file.poll.interval.as_ref(),
+                "poll.interval",
+            ),
             Duration::from_secs(60),
             positive_duration,
         )?;
         // The default grows with the interval so that `--poll.interval=1h` alone is valid.
         let max_backoff = parse_or(
-            pick(cli.poll_max_backoff.as_deref(), "--poll.max-backoff", file.poll.max_backoff.as_ref(), "poll.max_backoff"),
+            pick(
+                cli.poll_max_backoff.as_deref(),
+                "--poll.max-backoff",
+                file.poll.max_backoff.as_ref(),
+                "poll.max_backoff",
+            ),
             Duration::from_secs(600).max(interval),
             positive_duration,
         )?;
@@ -425,17 +582,36 @@ impl Config {
         }
 
         let globs = |cli: &[String], file: &Option<Vec<String>>| -> Vec<Glob> {
-            let list = if cli.is_empty() { file.clone().unwrap_or_default() } else { cli.to_vec() };
-            list.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).map(Glob::new).collect()
+            let list = if cli.is_empty() {
+                file.clone().unwrap_or_default()
+            } else {
+                cli.to_vec()
+            };
+            list.iter()
+                .map(|p| p.trim())
+                .filter(|p| !p.is_empty())
+                .map(Glob::new)
+                .collect()
         };
         let max_markets = parse_or(
-            pick(cli.markets_max.as_deref(), "--markets.max", file.markets.max.as_ref(), "markets.max"),
+            pick(
+                cli.markets_max.as_deref(),
+                "--markets.max",
+                file.markets.max.as_ref(),
+                "markets.max",
+            ),
             50_000usize,
             positive_int,
         )?;
         let filter = MarketFilter {
-            include_exchanges: globs(&cli.markets_include_exchanges, &file.markets.include_exchanges),
-            exclude_exchanges: globs(&cli.markets_exclude_exchanges, &file.markets.exclude_exchanges),
+            include_exchanges: globs(
+                &cli.markets_include_exchanges,
+                &file.markets.include_exchanges,
+            ),
+            exclude_exchanges: globs(
+                &cli.markets_exclude_exchanges,
+                &file.markets.exclude_exchanges,
+            ),
             include_pairs: globs(&cli.markets_include_pairs, &file.markets.include_pairs),
             exclude_pairs: globs(&cli.markets_exclude_pairs, &file.markets.exclude_pairs),
             max_markets,
@@ -443,8 +619,14 @@ impl Config {
 
         let cw = &file.cryptowatch;
         let url = parse_or(
-            pick(cli.cryptowatch_url.as_deref(), "--cryptowatch.url", cw.url.as_ref(), "cryptowatch.url"),
-            reqwest::Url::parse("https://api.cryptowat.ch").map_err(|e| ConfigError::new(e.to_string()))?,
+            pick(
+                cli.cryptowatch_url.as_deref(),
+                "--cryptowatch.url",
+                cw.url.as_ref(),
+                "cryptowatch.url",
+            ),
+            reqwest::Url::parse("https://api.cryptowat.ch")
+                .map_err(|e| ConfigError::new(e.to_string()))?,
             parse_base_url,
         )?;
         let (key_file, key_origin) = match (&cli.cryptowatch_api_key_file, &cw.api_key_file) {
@@ -453,27 +635,46 @@ impl Config {
             (None, None) => (None, ""),
         };
         let api_key = match key_file {
-            Some(path) => Some(read_secret(&path).map_err(|e| ConfigError::new(format!("{key_origin}: {e}")))?),
+            Some(path) => Some(
+                read_secret(&path).map_err(|e| ConfigError::new(format!("{key_origin}: {e}")))?,
+            ),
             None => match std::env::var(CRYPTOWATCH_API_KEY_ENV) {
                 Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
                 _ => None,
             },
         };
         let timeout = parse_or(
-            pick(cli.cryptowatch_timeout.as_deref(), "--cryptowatch.timeout", cw.timeout.as_ref(), "cryptowatch.timeout"),
+            pick(
+                cli.cryptowatch_timeout.as_deref(),
+                "--cryptowatch.timeout",
+                cw.timeout.as_ref(),
+                "cryptowatch.timeout",
+            ),
             Duration::from_secs(30),
             positive_duration,
         )?;
         let connect_timeout = parse_or(
-            pick(cli.cryptowatch_connect_timeout.as_deref(), "--cryptowatch.connect-timeout", cw.connect_timeout.as_ref(), "cryptowatch.connect_timeout"),
+            pick(
+                cli.cryptowatch_connect_timeout.as_deref(),
+                "--cryptowatch.connect-timeout",
+                cw.connect_timeout.as_ref(),
+                "cryptowatch.connect_timeout",
+            ),
             Duration::from_secs(5).min(timeout),
             positive_duration,
         )?;
         if connect_timeout > timeout {
-            return Err(ConfigError::new("cryptowatch.connect_timeout: must not exceed cryptowatch.timeout"));
+            return Err(ConfigError::new(
+                "cryptowatch.connect_timeout: must not exceed cryptowatch.timeout",
+            ));
         }
         let max_body_size = parse_or(
-            pick(cli.cryptowatch_max_body_size.as_deref(), "--cryptowatch.max-body-size", cw.max_body_size.as_ref(), "cryptowatch.max_body_size"),
+            pick(
+                cli.cryptowatch_max_body_size.as_deref(),
+                "--cryptowatch.max-body-size",
+                cw.max_body_size.as_ref(),
+                "cryptowatch.max_body_size",
+            ),
             64 << 20,
             |s| match parse_bytes(s)? {
                 0 => Err(format!("must be greater than 0, got {s:?}")),
@@ -481,23 +682,51 @@ impl Config {
             },
         )?;
         let rate_limit_period = parse_or(
-            pick(cli.cryptowatch_rate_limit_period.as_deref(), "--cryptowatch.rate-limit.period", cw.rate_limit.period.as_ref(), "cryptowatch.rate_limit.period"),
+            pick(
+                cli.cryptowatch_rate_limit_period.as_deref(),
+                "--cryptowatch.rate-limit.period",
+                cw.rate_limit.period.as_ref(),
+                "cryptowatch.rate_limit.period",
+            ),
             Duration::from_secs(1),
             positive_duration,
         )?;
         let rate_limit_burst = parse_or(
-            pick(cli.cryptowatch_rate_limit_burst.as_deref(), "--cryptowatch.rate-limit.burst", cw.rate_limit.burst.as_ref(), "cryptowatch.rate_limit.burst"),
+            pick(
+                cli.cryptowatch_rate_limit_burst.as_deref(),
+                "--cryptowatch.rate-limit.burst",
+                cw.rate_limit.burst.as_ref(),
+                "cryptowatch.rate_limit.burst",
+            ),
             NonZeroU32::MIN,
-            |s| positive_int::<u32>(s).and_then(|n| NonZeroU32::new(n).ok_or_else(|| "must be greater than 0".to_owned())),
+            |s| {
+                positive_int::<u32>(s).and_then(|n| {
+                    NonZeroU32::new(n).ok_or_else(|| "must be greater than 0".to_owned())
+                })
+            },
         )?;
 
         let seed = parse_or(
-            pick(cli.demo_seed.as_deref(), "--demo.seed", file.demo.seed.as_ref(), "demo.seed"),
+            pick(
+                cli.demo_seed.as_deref(),
+                "--demo.seed",
+                file.demo.seed.as_ref(),
+                "demo.seed",
+            ),
             1u64,
-            |s| s.trim().parse().map_err(|_| format!("must be a whole number, got {s:?}")),
+            |s| {
+                s.trim()
+                    .parse()
+                    .map_err(|_| format!("must be a whole number, got {s:?}"))
+            },
         )?;
         let demo_markets = parse_or(
-            pick(cli.demo_markets.as_deref(), "--demo.markets", file.demo.markets.as_ref(), "demo.markets"),
+            pick(
+                cli.demo_markets.as_deref(),
+                "--demo.markets",
+                file.demo.markets.as_ref(),
+                "demo.markets",
+            ),
             300usize,
             |s| match positive_int::<usize>(s)? {
                 n if n > 100_000 => Err(format!("must be at most 100000, got {n}")),
@@ -511,14 +740,26 @@ impl Config {
             log_level,
             log_format,
             sources,
-            poll: PollConfig { interval, max_backoff },
+            poll: PollConfig {
+                interval,
+                max_backoff,
+            },
             filter,
             cryptowatch: CryptowatchConfig {
                 url,
                 api_key,
-                http: HttpConfig { timeout, connect_timeout, max_body_size, rate_limit_period, rate_limit_burst },
+                http: HttpConfig {
+                    timeout,
+                    connect_timeout,
+                    max_body_size,
+                    rate_limit_period,
+                    rate_limit_burst,
+                },
             },
-            demo: DemoConfig { seed, markets: demo_markets },
+            demo: DemoConfig {
+                seed,
+                markets: demo_markets,
+            },
         })
     }
 }
@@ -526,7 +767,9 @@ impl Config {
 fn parse_base_url(s: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(s.trim()).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("invalid URL {s:?}: must be http:// or https:// with a host"));
+        return Err(format!(
+            "invalid URL {s:?}: must be http:// or https:// with a host"
+        ));
     }
     Ok(url)
 }
@@ -555,7 +798,8 @@ fn parse_file(text: &str) -> Result<FileConfig, String> {
 }
 
 fn read_secret(path: &Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let key = text.trim();
     if key.is_empty() {
         return Err(format!("{} is empty", path.display()));
@@ -588,7 +832,11 @@ mod tests {
 
     #[test]
     fn flag_beats_file() {
-        let c = merge(&["--poll.interval=5s"], "poll:\n  interval: 30s\nsource: demo\n").unwrap();
+        let c = merge(
+            &["--poll.interval=5s"],
+            "poll:\n  interval: 30s\nsource: demo\n",
+        )
+        .unwrap();
         assert_eq!(c.poll.interval, Duration::from_secs(5));
         assert_eq!(c.sources, vec![SourceKind::Demo]);
         let c = merge(&[], "poll:\n  interval: 30s\n").unwrap();
@@ -603,19 +851,34 @@ mod tests {
 
     #[test]
     fn lists_from_flags() {
-        let c = merge(&["--markets.include-pairs=btc*,eth*", "--source=demo,cryptowatch"], "").unwrap();
-        assert_eq!(c.filter.include_pairs, vec![Glob::new("btc*"), Glob::new("eth*")]);
+        let c = merge(
+            &[
+                "--markets.include-pairs=btc*,eth*",
+                "--source=demo,cryptowatch",
+            ],
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            c.filter.include_pairs,
+            vec![Glob::new("btc*"), Glob::new("eth*")]
+        );
         assert_eq!(c.sources, vec![SourceKind::Demo, SourceKind::Cryptowatch]);
     }
 
     #[test]
     fn flag_errors_name_the_flag() {
-        let e = merge(&["--poll.interval=soon"], "").unwrap_err().to_string();
+        let e = merge(&["--poll.interval=soon"], "")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("--poll.interval: invalid duration"), "{e}");
     }
 
     #[test]
     fn secret_is_not_debug_printed() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret(<redacted>)"
+        );
     }
 }

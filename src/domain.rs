@@ -112,8 +112,12 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 4] =
-        [RejectReason::Nan, RejectReason::Infinite, RejectReason::Negative, RejectReason::InvalidKey];
+    pub const ALL: [RejectReason; 4] = [
+        RejectReason::Nan,
+        RejectReason::Infinite,
+        RejectReason::Negative,
+        RejectReason::InvalidKey,
+    ];
 
     pub fn reason(self) -> &'static str {
         match self {
@@ -179,7 +183,11 @@ pub fn admit(raw: RawMarket, rejections: &mut Rejections) -> Option<Market> {
     if values.iter().all(Option::is_none) {
         return None;
     }
-    Some(Market { exchange: raw.exchange, pair: raw.pair, values })
+    Some(Market {
+        exchange: raw.exchange,
+        pair: raw.pair,
+        values,
+    })
 }
 
 #[cfg(test)]
@@ -187,13 +195,25 @@ mod tests {
     use super::*;
 
     fn raw(values: [Option<f64>; 7]) -> RawMarket {
-        RawMarket { exchange: "kraken".into(), pair: "btcusd".into(), values }
+        RawMarket {
+            exchange: "kraken".into(),
+            pair: "btcusd".into(),
+            values,
+        }
     }
 
     #[test]
     fn keeps_good_values_and_negative_change() {
         let mut r = Rejections::default();
-        let v = [Some(1.0), Some(2.0), Some(0.5), Some(-0.1), Some(3.0), Some(4.0), None];
+        let v = [
+            Some(1.0),
+            Some(2.0),
+            Some(0.5),
+            Some(-0.1),
+            Some(3.0),
+            Some(4.0),
+            None,
+        ];
         let m = admit(raw(v), &mut r).unwrap();
         assert_eq!(m.values, v);
         assert_eq!(r, Rejections::default());
@@ -202,25 +222,53 @@ mod tests {
     #[test]
     fn rejects_each_bad_value_by_reason() {
         let mut r = Rejections::default();
-        let v = [Some(1.0), Some(f64::NAN), Some(f64::INFINITY), Some(f64::NEG_INFINITY), Some(-3.0), Some(4.0), None];
+        let v = [
+            Some(1.0),
+            Some(f64::NAN),
+            Some(f64::INFINITY),
+            Some(f64::NEG_INFINITY),
+            Some(-3.0),
+            Some(4.0),
+            None,
+        ];
         let m = admit(raw(v), &mut r).unwrap();
-        assert_eq!(m.values, [Some(1.0), None, None, None, None, Some(4.0), None]);
+        assert_eq!(
+            m.values,
+            [Some(1.0), None, None, None, None, Some(4.0), None]
+        );
         assert_eq!(r.values, [1, 2, 1, 0]);
     }
 
     #[test]
     fn zero_price_drops_price_gauges_but_keeps_volumes() {
         let mut r = Rejections::default();
-        let v = [Some(0.0), Some(0.0), Some(0.0), Some(0.0), Some(0.0), Some(0.0), Some(0.0)];
+        let v = [
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+        ];
         let m = admit(raw(v), &mut r).unwrap();
-        assert_eq!(m.values, [None, None, None, None, Some(0.0), Some(0.0), Some(0.0)]);
+        assert_eq!(
+            m.values,
+            [None, None, None, None, Some(0.0), Some(0.0), Some(0.0)]
+        );
         assert_eq!(r.no_trades, 1);
     }
 
     #[test]
     fn market_without_values_is_dropped() {
         let mut r = Rejections::default();
-        assert_eq!(admit(raw([Some(f64::NAN), None, None, None, None, None, None]), &mut r), None);
+        assert_eq!(
+            admit(
+                raw([Some(f64::NAN), None, None, None, None, None, None]),
+                &mut r
+            ),
+            None
+        );
         assert_eq!(r.values[RejectReason::Nan as usize], 1);
     }
 }

@@ -128,12 +128,20 @@ impl MarketFragments {
             let mut out = String::with_capacity(markets.len() * 72);
             for m in markets {
                 if let Some(v) = m.get(gauge) {
-                    write_sample(&mut out, gauge.name(), &[("exchange", &m.exchange), ("pair", &m.pair)], v);
+                    write_sample(
+                        &mut out,
+                        gauge.name(),
+                        &[("exchange", &m.exchange), ("pair", &m.pair)],
+                        v,
+                    );
                 }
             }
             Bytes::from(out)
         });
-        Self { families, markets: markets.len() }
+        Self {
+            families,
+            markets: markets.len(),
+        }
     }
 }
 
@@ -152,14 +160,23 @@ impl Exposition {
     pub fn compose(sources: &[&MarketFragments], self_metrics: [String; 2]) -> Self {
         let mut market_chunks = Vec::with_capacity(Gauge::COUNT * (sources.len() + 1));
         for gauge in Gauge::ALL {
-            let fragments: Vec<&Bytes> =
-                sources.iter().map(|s| &s.families[gauge as usize]).filter(|b| !b.is_empty()).collect();
+            let fragments: Vec<&Bytes> = sources
+                .iter()
+                .map(|s| &s.families[gauge as usize])
+                .filter(|b| !b.is_empty())
+                .collect();
             if fragments.is_empty() {
                 continue;
             }
             let mut header = String::new();
             // Gauges have identical headers in both formats.
-            write_header(&mut header, Format::Text, gauge.name(), Kind::Gauge, gauge.help());
+            write_header(
+                &mut header,
+                Format::Text,
+                gauge.name(),
+                Kind::Gauge,
+                gauge.help(),
+            );
             market_chunks.push(Bytes::from(header));
             market_chunks.extend(fragments.into_iter().cloned());
         }
@@ -170,7 +187,10 @@ impl Exposition {
         om.push(Bytes::from(om_self));
         om.push(Bytes::from_static(b"# EOF\n"));
         let gzip = [gzip(&text), gzip(&om)];
-        Self { chunks: [text, om], gzip }
+        Self {
+            chunks: [text, om],
+            gzip,
+        }
     }
 
     /// The uncompressed body for `format`.
@@ -185,7 +205,10 @@ impl Exposition {
 
     /// The uncompressed body in one buffer (tests, benchmarks, golden files).
     pub fn to_bytes(&self, format: Format) -> Vec<u8> {
-        self.chunks[format as usize].iter().flat_map(|c| c.iter().copied()).collect()
+        self.chunks[format as usize]
+            .iter()
+            .flat_map(|c| c.iter().copied())
+            .collect()
     }
 }
 
@@ -211,7 +234,10 @@ pub struct ChunkedBody {
 impl ChunkedBody {
     pub fn new(chunks: Vec<Bytes>) -> Self {
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        Self { chunks: chunks.into(), remaining }
+        Self {
+            chunks: chunks.into(),
+            remaining,
+        }
     }
 }
 
@@ -219,7 +245,10 @@ impl http_body::Body for ChunkedBody {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.chunks.pop_front() {
             Some(chunk) => {
                 self.remaining -= chunk.len() as u64;
@@ -244,14 +273,26 @@ mod tests {
     use std::io::Read;
 
     fn market(exchange: &str, pair: &str, price: Option<f64>) -> Market {
-        Market { exchange: exchange.into(), pair: pair.into(), values: [price, None, None, None, Some(2.5), None, None] }
+        Market {
+            exchange: exchange.into(),
+            pair: pair.into(),
+            values: [price, None, None, None, Some(2.5), None, None],
+        }
     }
 
     #[test]
     fn escapes_labels_and_formats_values() {
         let mut out = String::new();
-        write_sample(&mut out, "m", &[("pair", "a\"b\\c\nd")], 8.000000000000093e-8);
-        assert_eq!(out, "m{pair=\"a\\\"b\\\\c\\nd\"} 0.00000008000000000000093\n");
+        write_sample(
+            &mut out,
+            "m",
+            &[("pair", "a\"b\\c\nd")],
+            8.000000000000093e-8,
+        );
+        assert_eq!(
+            out,
+            "m{pair=\"a\\\"b\\\\c\\nd\"} 0.00000008000000000000093\n"
+        );
         let mut out = String::new();
         for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 26250.0, -0.5] {
             push_value(&mut out, v);
@@ -281,7 +322,9 @@ mod tests {
         assert!(om.ends_with("self_om\n# EOF\n"));
         for format in Format::ALL {
             let mut unzipped = Vec::new();
-            flate2::read::GzDecoder::new(&e.gzip_body(format)[..]).read_to_end(&mut unzipped).unwrap();
+            flate2::read::GzDecoder::new(&e.gzip_body(format)[..])
+                .read_to_end(&mut unzipped)
+                .unwrap();
             assert_eq!(unzipped, e.to_bytes(format));
         }
     }
@@ -290,9 +333,18 @@ mod tests {
     fn headers_differ_only_for_counters_and_info() {
         let mut t = String::new();
         write_header(&mut t, Format::Text, "x_polls", Kind::Counter, "Polls.");
-        assert_eq!(t, "# HELP x_polls_total Polls.\n# TYPE x_polls_total counter\n");
+        assert_eq!(
+            t,
+            "# HELP x_polls_total Polls.\n# TYPE x_polls_total counter\n"
+        );
         let mut o = String::new();
-        write_header(&mut o, Format::OpenMetrics, "x_polls", Kind::Counter, "Polls.");
+        write_header(
+            &mut o,
+            Format::OpenMetrics,
+            "x_polls",
+            Kind::Counter,
+            "Polls.",
+        );
         assert_eq!(o, "# HELP x_polls Polls.\n# TYPE x_polls counter\n");
         let mut o = String::new();
         write_header(&mut o, Format::OpenMetrics, "x_build", Kind::Info, "Build.");

@@ -51,8 +51,10 @@ impl MarketFilter {
     /// order and a stable choice of which markets survive the cap.
     pub fn apply(&self, markets: Vec<Market>) -> Filtered {
         let before = markets.len();
-        let mut kept: Vec<Market> =
-            markets.into_iter().filter(|m| self.allows(&m.exchange, &m.pair)).collect();
+        let mut kept: Vec<Market> = markets
+            .into_iter()
+            .filter(|m| self.allows(&m.exchange, &m.pair))
+            .collect();
         let excluded = before - kept.len();
         kept.sort_unstable_by(|a, b| (&a.exchange, &a.pair).cmp(&(&b.exchange, &b.pair)));
         // Sources should never repeat a market, but a duplicate series would
@@ -60,7 +62,11 @@ impl MarketFilter {
         kept.dedup_by(|b, a| a.exchange == b.exchange && a.pair == b.pair);
         let truncated = kept.len().saturating_sub(self.max_markets);
         kept.truncate(self.max_markets);
-        Filtered { markets: kept, excluded, truncated }
+        Filtered {
+            markets: kept,
+            excluded,
+            truncated,
+        }
     }
 }
 
@@ -69,11 +75,18 @@ mod tests {
     use super::*;
 
     fn m(exchange: &str, pair: &str) -> Market {
-        Market { exchange: exchange.into(), pair: pair.into(), values: [Some(1.0); 7] }
+        Market {
+            exchange: exchange.into(),
+            pair: pair.into(),
+            values: [Some(1.0); 7],
+        }
     }
 
     fn names(f: &Filtered) -> Vec<String> {
-        f.markets.iter().map(|m| format!("{}:{}", m.exchange, m.pair)).collect()
+        f.markets
+            .iter()
+            .map(|m| format!("{}:{}", m.exchange, m.pair))
+            .collect()
     }
 
     #[test]
@@ -95,7 +108,10 @@ mod tests {
 
     #[test]
     fn cap_keeps_first_in_stable_order() {
-        let f = MarketFilter { max_markets: 2, ..MarketFilter::default() };
+        let f = MarketFilter {
+            max_markets: 2,
+            ..MarketFilter::default()
+        };
         let out = f.apply(vec![m("c", "x"), m("a", "y"), m("b", "z"), m("a", "x")]);
         assert_eq!(names(&out), ["a:x", "a:y"]);
         assert_eq!(out.truncated, 2);

@@ -46,22 +46,32 @@ pub use server::{AppState, router};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot set up source {source_name}: {error}")]
-    Source { source_name: &'static str, error: source::SourceError },
+    Source {
+        source_name: &'static str,
+        error: source::SourceError,
+    },
     #[error("HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
 }
 
 /// Starts one poller per configured source and serves HTTP on `listener`
 /// until `shutdown` completes; then stops the pollers and returns.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let shared = Arc::new(state::Shared::new(&config.sources));
     let filter = Arc::new(config.filter.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut pollers = tokio::task::JoinSet::new();
     for slot in &shared.slots {
         let kind = slot.metrics.source;
-        let source = source::build(kind, &config, slot.metrics.clone())
-            .map_err(|error| Error::Source { source_name: kind.as_str(), error })?;
+        let source =
+            source::build(kind, &config, slot.metrics.clone()).map_err(|error| Error::Source {
+                source_name: kind.as_str(),
+                error,
+            })?;
         let poller = poller::Poller {
             source,
             slot: slot.clone(),
@@ -75,8 +85,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         let sources: Vec<&str> = config.sources.iter().map(|s| s.as_str()).collect();
         tracing::info!(address = %addr, telemetry_path = %config.telemetry_path, sources = %sources.join(","), "listening");
     }
-    let app = router(AppState { shared, telemetry_path: config.telemetry_path.clone() });
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let app = router(AppState {
+        shared,
+        telemetry_path: config.telemetry_path.clone(),
+    });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     let _ = stop_tx.send(true);
     while pollers.join_next().await.is_some() {}
     tracing::info!("stopped");

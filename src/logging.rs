@@ -13,7 +13,12 @@ pub fn init(level: LevelFilter, format: LogFormat) {
     let _ = match format {
         LogFormat::Logfmt => registry.with(tracing_logfmt::layer()).try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_current_span(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_current_span(false),
+            )
             .try_init(),
     };
 }

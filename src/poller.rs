@@ -62,12 +62,22 @@ impl Poller {
                     self.slot.markets.store(Some(Arc::new(markets)));
                     self.slot.metrics.poll_succeeded(report, SystemTime::now());
                     if was_failing {
-                        tracing::info!(source = name, markets = report.markets, "upstream recovered");
+                        tracing::info!(
+                            source = name,
+                            markets = report.markets,
+                            "upstream recovered"
+                        );
                     }
                     if report.truncated > 0 {
-                        tracing::warn!(source = name, kept = report.markets, dropped = report.truncated, "market cap reached (markets.max); keeping the first markets in sorted order");
+                        tracing::warn!(
+                            source = name,
+                            kept = report.markets,
+                            dropped = report.truncated,
+                            "market cap reached (markets.max); keeping the first markets in sorted order"
+                        );
                     }
-                    let paced = credits.map(|c| paced_interval(self.poll.interval, c, SystemTime::now()));
+                    let paced =
+                        credits.map(|c| paced_interval(self.poll.interval, c, SystemTime::now()));
                     let interval = paced.unwrap_or(self.poll.interval);
                     let now_pacing = interval > self.poll.interval;
                     if now_pacing && !pacing {
@@ -90,7 +100,10 @@ impl Poller {
             self.slot.metrics.set_next_poll_delay(delay);
             let shared = self.shared.clone();
             // Publishing gzips megabytes: keep it off the async workers.
-            if tokio::task::spawn_blocking(move || shared.publish()).await.is_err() {
+            if tokio::task::spawn_blocking(move || shared.publish())
+                .await
+                .is_err()
+            {
                 tracing::error!(source = name, "publishing the exposition failed");
             }
             tokio::select! {
@@ -101,11 +114,18 @@ impl Poller {
     }
 
     /// Validation, filtering and rendering, on a blocking thread.
-    async fn ingest(&self, fetched: Fetched) -> Result<(MarketFragments, PollReport), tokio::task::JoinError> {
+    async fn ingest(
+        &self,
+        fetched: Fetched,
+    ) -> Result<(MarketFragments, PollReport), tokio::task::JoinError> {
         let filter = self.filter.clone();
         tokio::task::spawn_blocking(move || {
             let mut rejections = fetched.rejections;
-            let admitted: Vec<_> = fetched.markets.into_iter().filter_map(|m| admit(m, &mut rejections)).collect();
+            let admitted: Vec<_> = fetched
+                .markets
+                .into_iter()
+                .filter_map(|m| admit(m, &mut rejections))
+                .collect();
             let filtered = filter.apply(admitted);
             let fragments = MarketFragments::render(&filtered.markets);
             let report = PollReport {
@@ -130,8 +150,13 @@ pub fn backoff(poll: &PollConfig, failures: u32, error: &SourceError, jitter: f6
         SourceError::RateLimited { retry_after: None } => failures,
         _ => failures.saturating_sub(1),
     };
-    let base = poll.interval.saturating_mul(1u32 << doublings.min(16)).min(poll.max_backoff);
-    let jittered = base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)).max(poll.interval);
+    let base = poll
+        .interval
+        .saturating_mul(1u32 << doublings.min(16))
+        .min(poll.max_backoff);
+    let jittered = base
+        .mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
+        .max(poll.interval);
     match error.retry_after() {
         Some(after) => after.max(poll.interval),
         None => jittered,
@@ -142,9 +167,11 @@ pub fn backoff(poll: &PollConfig, failures: u32, error: &SourceError, jitter: f6
 /// reset (midnight UTC), never shorter than the configured one. Out of
 /// credits, the next poll waits for the reset.
 pub fn paced_interval(interval: Duration, credits: Credits, now: SystemTime) -> Duration {
-    let since_epoch = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     let until_reset = DAY - Duration::from_secs(since_epoch.as_secs() % DAY.as_secs());
-    if !(credits.cost > 0.0) || !credits.remaining.is_finite() {
+    if credits.cost.is_nan() || credits.cost <= 0.0 || !credits.remaining.is_finite() {
         return interval;
     }
     let calls_left = (credits.remaining / credits.cost).floor();
@@ -159,7 +186,10 @@ mod tests {
     use super::*;
 
     fn poll() -> PollConfig {
-        PollConfig { interval: Duration::from_secs(60), max_backoff: Duration::from_secs(600) }
+        PollConfig {
+            interval: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(600),
+        }
     }
 
     #[test]
@@ -168,33 +198,68 @@ mod tests {
         assert_eq!(backoff(&poll(), 1, &timeout, 0.5), Duration::from_secs(60));
         assert_eq!(backoff(&poll(), 2, &timeout, 0.5), Duration::from_secs(120));
         assert_eq!(backoff(&poll(), 3, &timeout, 0.5), Duration::from_secs(240));
-        assert_eq!(backoff(&poll(), 30, &timeout, 0.5), Duration::from_secs(600));
-        assert_eq!(backoff(&poll(), 30, &timeout, 1.0), Duration::from_secs(720));
-        assert_eq!(backoff(&poll(), 1, &timeout, 0.0), Duration::from_secs(60), "never below the interval");
+        assert_eq!(
+            backoff(&poll(), 30, &timeout, 0.5),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            backoff(&poll(), 30, &timeout, 1.0),
+            Duration::from_secs(720)
+        );
+        assert_eq!(
+            backoff(&poll(), 1, &timeout, 0.0),
+            Duration::from_secs(60),
+            "never below the interval"
+        );
         let limited = SourceError::RateLimited { retry_after: None };
         assert_eq!(backoff(&poll(), 1, &limited, 0.5), Duration::from_secs(120));
-        let told = SourceError::RateLimited { retry_after: Some(Duration::from_secs(300)) };
+        let told = SourceError::RateLimited {
+            retry_after: Some(Duration::from_secs(300)),
+        };
         assert_eq!(backoff(&poll(), 1, &told, 0.5), Duration::from_secs(300));
-        let short = SourceError::RateLimited { retry_after: Some(Duration::from_secs(5)) };
+        let short = SourceError::RateLimited {
+            retry_after: Some(Duration::from_secs(5)),
+        };
         assert_eq!(backoff(&poll(), 1, &short, 0.5), Duration::from_secs(60));
     }
 
     #[test]
     fn pacing_spreads_credits_until_reset() {
         let midnight = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_006_400); // a UTC midnight
-        let anon = Credits { cost: 0.015, remaining: 10.0 };
+        let anon = Credits {
+            cost: 0.015,
+            remaining: 10.0,
+        };
         // 666 calls over 24h: one every ~129.7s.
         let paced = paced_interval(Duration::from_secs(60), anon, midnight);
         assert_eq!(paced.as_secs(), 129);
         // Plenty of credits: the configured interval stands.
-        let rich = Credits { cost: 0.015, remaining: 1_000.0 };
-        assert_eq!(paced_interval(Duration::from_secs(60), rich, midnight), Duration::from_secs(60));
+        let rich = Credits {
+            cost: 0.015,
+            remaining: 1_000.0,
+        };
+        assert_eq!(
+            paced_interval(Duration::from_secs(60), rich, midnight),
+            Duration::from_secs(60)
+        );
         // Out of credits at noon: wait for the reset, 12h.
         let noon = midnight + Duration::from_secs(43_200);
-        let broke = Credits { cost: 0.015, remaining: 0.01 };
-        assert_eq!(paced_interval(Duration::from_secs(60), broke, noon), Duration::from_secs(43_200));
+        let broke = Credits {
+            cost: 0.015,
+            remaining: 0.01,
+        };
+        assert_eq!(
+            paced_interval(Duration::from_secs(60), broke, noon),
+            Duration::from_secs(43_200)
+        );
         // A zero cost means unmetered.
-        let free = Credits { cost: 0.0, remaining: 0.0 };
-        assert_eq!(paced_interval(Duration::from_secs(60), free, noon), Duration::from_secs(60));
+        let free = Credits {
+            cost: 0.0,
+            remaining: 0.0,
+        };
+        assert_eq!(
+            paced_interval(Duration::from_secs(60), free, noon),
+            Duration::from_secs(60)
+        );
     }
 }

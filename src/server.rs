@@ -33,7 +33,10 @@ pub fn router(state: AppState) -> Router {
 /// OpenMetrics when the client asks for it (Prometheus does), the classic
 /// text format otherwise (curl, older scrapers, promtool).
 pub fn negotiate_format(headers: &HeaderMap) -> Format {
-    let accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok());
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
     for value in accept {
         for part in value.split(',') {
             let mut params = part.split(';').map(str::trim);
@@ -47,12 +50,16 @@ pub fn negotiate_format(headers: &HeaderMap) -> Format {
 
 /// Whether the client accepts gzip (and has not refused it with `q=0`).
 pub fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).any(|value| {
-        value.split(',').any(|part| {
-            let mut params = part.split(';').map(str::trim);
-            matches!(params.next(), Some("gzip" | "x-gzip" | "*")) && !params.any(is_q_zero)
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|value| {
+            value.split(',').any(|part| {
+                let mut params = part.split(';').map(str::trim);
+                matches!(params.next(), Some("gzip" | "x-gzip" | "*")) && !params.any(is_q_zero)
+            })
         })
-    })
 }
 
 fn is_q_zero(param: &str) -> bool {
@@ -65,8 +72,14 @@ fn is_q_zero(param: &str) -> bool {
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let format = negotiate_format(&headers);
     let exposition = state.shared.exposition();
-    let vary = (header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
-    let content_type = (header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    let vary = (
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    let content_type = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     if accepts_gzip(&headers) {
         let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         ([content_type, encoding, vary], exposition.gzip_body(format)).into_response()
@@ -89,7 +102,10 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 async fn healthy() -> &'static str {
@@ -100,12 +116,18 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.shared.ready() {
         (StatusCode::OK, "Ready.\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Not ready: no successful poll yet.\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: no successful poll yet.\n",
+        )
     }
 }
 
 async fn not_found(uri: axum::http::Uri) -> (StatusCode, String) {
-    (StatusCode::NOT_FOUND, format!("404 not found: {}\n", uri.path()))
+    (
+        StatusCode::NOT_FOUND,
+        format!("404 not found: {}\n", uri.path()),
+    )
 }
 
 #[cfg(test)]
@@ -121,16 +143,31 @@ mod tests {
     #[test]
     fn format_negotiation() {
         let prom = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
-        assert_eq!(negotiate_format(&headers(header::ACCEPT, prom)), Format::OpenMetrics);
-        assert_eq!(negotiate_format(&headers(header::ACCEPT, "text/plain")), Format::Text);
-        assert_eq!(negotiate_format(&headers(header::ACCEPT, "application/openmetrics-text; q=0")), Format::Text);
+        assert_eq!(
+            negotiate_format(&headers(header::ACCEPT, prom)),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            negotiate_format(&headers(header::ACCEPT, "text/plain")),
+            Format::Text
+        );
+        assert_eq!(
+            negotiate_format(&headers(
+                header::ACCEPT,
+                "application/openmetrics-text; q=0"
+            )),
+            Format::Text
+        );
         assert_eq!(negotiate_format(&HeaderMap::new()), Format::Text);
     }
 
     #[test]
     fn gzip_negotiation() {
         assert!(accepts_gzip(&headers(header::ACCEPT_ENCODING, "gzip")));
-        assert!(accepts_gzip(&headers(header::ACCEPT_ENCODING, "deflate, gzip;q=1.0, *;q=0.5")));
+        assert!(accepts_gzip(&headers(
+            header::ACCEPT_ENCODING,
+            "deflate, gzip;q=1.0, *;q=0.5"
+        )));
         assert!(!accepts_gzip(&headers(header::ACCEPT_ENCODING, "gzip;q=0")));
         assert!(!accepts_gzip(&headers(header::ACCEPT_ENCODING, "identity")));
         assert!(!accepts_gzip(&HeaderMap::new()));

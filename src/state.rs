@@ -31,11 +31,17 @@ impl Shared {
         let slots = sources
             .iter()
             .map(|&kind| {
-                Arc::new(Slot { metrics: Arc::new(SourceMetrics::new(kind)), markets: ArcSwapOption::empty() })
+                Arc::new(Slot {
+                    metrics: Arc::new(SourceMetrics::new(kind)),
+                    markets: ArcSwapOption::empty(),
+                })
             })
             .collect();
-        let shared =
-            Self { slots, exposition: ArcSwap::from_pointee(Exposition::default()), publish_lock: Mutex::new(()) };
+        let shared = Self {
+            slots,
+            exposition: ArcSwap::from_pointee(Exposition::default()),
+            publish_lock: Mutex::new(()),
+        };
         shared.publish();
         shared
     }
@@ -44,11 +50,20 @@ impl Shared {
     /// blocking thread: with 14k markets it gzips several MB.
     pub fn publish(&self) {
         let _guard = self.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let markets: Vec<Arc<MarketFragments>> = self.slots.iter().filter_map(|s| s.markets.load_full()).collect();
+        let markets: Vec<Arc<MarketFragments>> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.markets.load_full())
+            .collect();
         let refs: Vec<&MarketFragments> = markets.iter().map(Arc::as_ref).collect();
-        let values: Vec<_> = self.slots.iter().map(|s| (s.metrics.source, s.metrics.values())).collect();
+        let values: Vec<_> = self
+            .slots
+            .iter()
+            .map(|s| (s.metrics.source, s.metrics.values()))
+            .collect();
         let self_metrics = Format::ALL.map(|f| stats::render(f, &values));
-        self.exposition.store(Arc::new(Exposition::compose(&refs, self_metrics)));
+        self.exposition
+            .store(Arc::new(Exposition::compose(&refs, self_metrics)));
     }
 
     pub fn exposition(&self) -> Arc<Exposition> {

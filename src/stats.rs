@@ -59,7 +59,10 @@ pub struct PollReport {
 
 impl SourceMetrics {
     pub fn new(source: SourceKind) -> Self {
-        Self { source, values: Mutex::new(Values::default()) }
+        Self {
+            source,
+            values: Mutex::new(Values::default()),
+        }
     }
 
     /// A poisoned lock only means another thread panicked mid-update of plain
@@ -109,7 +112,10 @@ impl SourceMetrics {
         let mut v = self.lock();
         v.polls_failure += 1;
         v.up = false;
-        if let Some(i) = SourceError::REASONS.iter().position(|r| *r == error.reason()) {
+        if let Some(i) = SourceError::REASONS
+            .iter()
+            .position(|r| *r == error.reason())
+        {
             v.failures[i] += 1;
         }
     }
@@ -120,7 +126,9 @@ impl SourceMetrics {
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// One self-metric family: header once, then one call per source.
@@ -145,15 +153,46 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
     let o = &mut out;
     let n = |s: &str| format!("{PREFIX}_{s}");
 
-    family(o, format, "polls", Kind::Counter, "Polls of the upstream API, by outcome.", sources, |o, s, v| {
-        write_sample(o, &n("polls_total"), &[("source", s), ("result", "success")], v.polls_success as f64);
-        write_sample(o, &n("polls_total"), &[("source", s), ("result", "failure")], v.polls_failure as f64);
-    });
-    family(o, format, "poll_failures", Kind::Counter, "Failed polls, by bounded reason.", sources, |o, s, v| {
-        for (reason, count) in SourceError::REASONS.iter().zip(v.failures) {
-            write_sample(o, &n("poll_failures_total"), &[("source", s), ("reason", reason)], count as f64);
-        }
-    });
+    family(
+        o,
+        format,
+        "polls",
+        Kind::Counter,
+        "Polls of the upstream API, by outcome.",
+        sources,
+        |o, s, v| {
+            write_sample(
+                o,
+                &n("polls_total"),
+                &[("source", s), ("result", "success")],
+                v.polls_success as f64,
+            );
+            write_sample(
+                o,
+                &n("polls_total"),
+                &[("source", s), ("result", "failure")],
+                v.polls_failure as f64,
+            );
+        },
+    );
+    family(
+        o,
+        format,
+        "poll_failures",
+        Kind::Counter,
+        "Failed polls, by bounded reason.",
+        sources,
+        |o, s, v| {
+            for (reason, count) in SourceError::REASONS.iter().zip(v.failures) {
+                write_sample(
+                    o,
+                    &n("poll_failures_total"),
+                    &[("source", s), ("reason", reason)],
+                    count as f64,
+                );
+            }
+        },
+    );
     family(
         o,
         format,
@@ -164,11 +203,31 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         |o, s, v| {
             let name = n("upstream_request_duration_seconds_bucket");
             for (le, count) in BUCKETS.iter().zip(v.request_buckets) {
-                write_sample(o, &name, &[("source", s), ("le", &le.to_string())], count as f64);
+                write_sample(
+                    o,
+                    &name,
+                    &[("source", s), ("le", &le.to_string())],
+                    count as f64,
+                );
             }
-            write_sample(o, &name, &[("source", s), ("le", "+Inf")], v.request_count as f64);
-            write_sample(o, &n("upstream_request_duration_seconds_sum"), &[("source", s)], v.request_sum);
-            write_sample(o, &n("upstream_request_duration_seconds_count"), &[("source", s)], v.request_count as f64);
+            write_sample(
+                o,
+                &name,
+                &[("source", s), ("le", "+Inf")],
+                v.request_count as f64,
+            );
+            write_sample(
+                o,
+                &n("upstream_request_duration_seconds_sum"),
+                &[("source", s)],
+                v.request_sum,
+            );
+            write_sample(
+                o,
+                &n("upstream_request_duration_seconds_count"),
+                &[("source", s)],
+                v.request_count as f64,
+            );
         },
     );
     family(
@@ -178,14 +237,37 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         Kind::Gauge,
         "Unix time of the last successful poll; 0 before the first one.",
         sources,
-        |o, s, v| write_sample(o, &n("last_success_timestamp_seconds"), &[("source", s)], v.last_success_unix.unwrap_or(0.0)),
+        |o, s, v| {
+            write_sample(
+                o,
+                &n("last_success_timestamp_seconds"),
+                &[("source", s)],
+                v.last_success_unix.unwrap_or(0.0),
+            )
+        },
     );
-    family(o, format, "up", Kind::Gauge, "1 if the last poll of the source succeeded, else 0.", sources, |o, s, v| {
-        write_sample(o, &n("up"), &[("source", s)], if v.up { 1.0 } else { 0.0 });
-    });
-    family(o, format, "markets", Kind::Gauge, "Markets exported from the last successful poll.", sources, |o, s, v| {
-        write_sample(o, &n("markets"), &[("source", s)], v.markets as f64);
-    });
+    family(
+        o,
+        format,
+        "up",
+        Kind::Gauge,
+        "1 if the last poll of the source succeeded, else 0.",
+        sources,
+        |o, s, v| {
+            write_sample(o, &n("up"), &[("source", s)], if v.up { 1.0 } else { 0.0 });
+        },
+    );
+    family(
+        o,
+        format,
+        "markets",
+        Kind::Gauge,
+        "Markets exported from the last successful poll.",
+        sources,
+        |o, s, v| {
+            write_sample(o, &n("markets"), &[("source", s)], v.markets as f64);
+        },
+    );
     family(
         o,
         format,
@@ -193,7 +275,14 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         Kind::Gauge,
         "Markets of the last successful poll with a last price of 0 (no trade in 24h), exported without price gauges.",
         sources,
-        |o, s, v| write_sample(o, &n("markets_no_trades"), &[("source", s)], v.no_trades as f64),
+        |o, s, v| {
+            write_sample(
+                o,
+                &n("markets_no_trades"),
+                &[("source", s)],
+                v.no_trades as f64,
+            )
+        },
     );
     family(
         o,
@@ -202,7 +291,14 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         Kind::Gauge,
         "Markets of the last successful poll removed by the include/exclude filters.",
         sources,
-        |o, s, v| write_sample(o, &n("markets_excluded"), &[("source", s)], v.markets_excluded as f64),
+        |o, s, v| {
+            write_sample(
+                o,
+                &n("markets_excluded"),
+                &[("source", s)],
+                v.markets_excluded as f64,
+            )
+        },
     );
     family(
         o,
@@ -211,13 +307,33 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         Kind::Gauge,
         "Markets of the last successful poll dropped because the markets.max cap was reached.",
         sources,
-        |o, s, v| write_sample(o, &n("markets_truncated"), &[("source", s)], v.markets_truncated as f64),
+        |o, s, v| {
+            write_sample(
+                o,
+                &n("markets_truncated"),
+                &[("source", s)],
+                v.markets_truncated as f64,
+            )
+        },
     );
-    family(o, format, "values_rejected", Kind::Counter, "Values (or entries) rejected by validation, by reason.", sources, |o, s, v| {
-        for reason in RejectReason::ALL {
-            write_sample(o, &n("values_rejected_total"), &[("source", s), ("reason", reason.reason())], v.rejected[reason as usize] as f64);
-        }
-    });
+    family(
+        o,
+        format,
+        "values_rejected",
+        Kind::Counter,
+        "Values (or entries) rejected by validation, by reason.",
+        sources,
+        |o, s, v| {
+            for reason in RejectReason::ALL {
+                write_sample(
+                    o,
+                    &n("values_rejected_total"),
+                    &[("source", s), ("reason", reason.reason())],
+                    v.rejected[reason as usize] as f64,
+                );
+            }
+        },
+    );
     family(
         o,
         format,
@@ -225,7 +341,14 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         Kind::Counter,
         "Time spent waiting on the outbound rate limiter.",
         sources,
-        |o, s, v| write_sample(o, &n("rate_limiter_wait_seconds_total"), &[("source", s)], v.limiter_wait_seconds),
+        |o, s, v| {
+            write_sample(
+                o,
+                &n("rate_limiter_wait_seconds_total"),
+                &[("source", s)],
+                v.limiter_wait_seconds,
+            )
+        },
     );
     family(
         o,
@@ -234,23 +357,61 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         Kind::Gauge,
         "Delay before the next poll, after credit pacing, Retry-After and backoff.",
         sources,
-        |o, s, v| write_sample(o, &n("next_poll_delay_seconds"), &[("source", s)], v.next_poll_delay.as_secs_f64()),
+        |o, s, v| {
+            write_sample(
+                o,
+                &n("next_poll_delay_seconds"),
+                &[("source", s)],
+                v.next_poll_delay.as_secs_f64(),
+            )
+        },
     );
-    let metered: Vec<(SourceKind, Values)> = sources.iter().filter(|(_, v)| v.credits.is_some()).cloned().collect();
+    let metered: Vec<(SourceKind, Values)> = sources
+        .iter()
+        .filter(|(_, v)| v.credits.is_some())
+        .cloned()
+        .collect();
     if !metered.is_empty() {
-        family(o, format, "credits_remaining", Kind::Gauge, "API credits left until the upstream's daily reset.", &metered, |o, s, v| {
-            if let Some(c) = v.credits {
-                write_sample(o, &n("credits_remaining"), &[("source", s)], c.remaining);
-            }
-        });
-        family(o, format, "credits_cost", Kind::Gauge, "API credits the last poll request cost.", &metered, |o, s, v| {
-            if let Some(c) = v.credits {
-                write_sample(o, &n("credits_cost"), &[("source", s)], c.cost);
-            }
-        });
+        family(
+            o,
+            format,
+            "credits_remaining",
+            Kind::Gauge,
+            "API credits left until the upstream's daily reset.",
+            &metered,
+            |o, s, v| {
+                if let Some(c) = v.credits {
+                    write_sample(o, &n("credits_remaining"), &[("source", s)], c.remaining);
+                }
+            },
+        );
+        family(
+            o,
+            format,
+            "credits_cost",
+            Kind::Gauge,
+            "API credits the last poll request cost.",
+            &metered,
+            |o, s, v| {
+                if let Some(c) = v.credits {
+                    write_sample(o, &n("credits_cost"), &[("source", s)], c.cost);
+                }
+            },
+        );
     }
-    write_header(o, format, &n("build"), Kind::Info, "Build information of the exporter; the value is always 1.");
-    write_sample(o, &n("build_info"), &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    write_header(
+        o,
+        format,
+        &n("build"),
+        Kind::Info,
+        "Build information of the exporter; the value is always 1.",
+    );
+    write_sample(
+        o,
+        &n("build_info"),
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
     out
 }
 
@@ -268,8 +429,14 @@ mod tests {
                 markets: 3,
                 excluded: 1,
                 truncated: 0,
-                rejections: Rejections { values: [1, 0, 2, 0], no_trades: 4 },
-                credits: Some(Credits { cost: 0.015, remaining: 9.5 }),
+                rejections: Rejections {
+                    values: [1, 0, 2, 0],
+                    no_trades: 4,
+                },
+                credits: Some(Credits {
+                    cost: 0.015,
+                    remaining: 9.5,
+                }),
             },
             SystemTime::UNIX_EPOCH + Duration::from_secs(100),
         );
@@ -289,10 +456,22 @@ mod tests {
             "crypto_market_exporter_credits_remaining{source=\"cryptowatch\"} 9.5",
             "# TYPE crypto_market_exporter_build_info gauge",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
-        let om = render(Format::OpenMetrics, &[(SourceKind::Demo, SourceMetrics::new(SourceKind::Demo).values())]);
+        let om = render(
+            Format::OpenMetrics,
+            &[(
+                SourceKind::Demo,
+                SourceMetrics::new(SourceKind::Demo).values(),
+            )],
+        );
         assert!(om.contains("# TYPE crypto_market_exporter_polls counter\n"));
-        assert!(!om.contains("credits"), "no credits family for a source without credits");
+        assert!(
+            !om.contains("credits"),
+            "no credits family for a source without credits"
+        );
     }
 }

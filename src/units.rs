@@ -39,7 +39,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
         }
         last_rank = rank;
         rest = &rest[unit_len..];
-        total = total.checked_add(value.checked_mul(millis).ok_or_else(bad)?).ok_or_else(bad)?;
+        total = total
+            .checked_add(value.checked_mul(millis).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
     }
     let millis = u64::try_from(total).map_err(|_| bad())?;
     Ok(Duration::from_millis(millis))

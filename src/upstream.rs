@@ -37,7 +37,10 @@ impl Upstream {
         // carries ring only; installing it twice is harmless, hence the `let _`.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
-            .user_agent(concat!("crypto-market-exporter/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "crypto-market-exporter/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .connect_timeout(http.connect_timeout)
             .timeout(http.timeout)
             .build()
@@ -68,8 +71,13 @@ impl Upstream {
     }
 
     async fn send(&self, url: &str, headers: HeaderMap) -> Result<Response, SourceError> {
-        let mut resp =
-            self.client.get(url).headers(headers).send().await.map_err(|e| self.classify(e))?;
+        let mut resp = self
+            .client
+            .get(url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
         let status = resp.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             let retry_after = retry_after(resp.headers(), SystemTime::now());
@@ -78,19 +86,29 @@ impl Upstream {
         if let Some(len) = resp.content_length()
             && len > self.max_body_size
         {
-            return Err(SourceError::BodyTooLarge { limit: self.max_body_size });
+            return Err(SourceError::BodyTooLarge {
+                limit: self.max_body_size,
+            });
         }
         let mut body = BytesMut::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify_body(e))? {
             if (body.len() + chunk.len()) as u64 > self.max_body_size {
-                return Err(SourceError::BodyTooLarge { limit: self.max_body_size });
+                return Err(SourceError::BodyTooLarge {
+                    limit: self.max_body_size,
+                });
             }
             body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
-            return Err(SourceError::HttpStatus { status: status.as_u16(), body: excerpt(&body) });
+            return Err(SourceError::HttpStatus {
+                status: status.as_u16(),
+                body: excerpt(&body),
+            });
         }
-        Ok(Response { headers: resp.headers().clone(), body: body.freeze() })
+        Ok(Response {
+            headers: resp.headers().clone(),
+            body: body.freeze(),
+        })
     }
 
     fn classify(&self, e: reqwest::Error) -> SourceError {
@@ -104,7 +122,11 @@ impl Upstream {
     }
 
     fn classify_body(&self, e: reqwest::Error) -> SourceError {
-        if e.is_timeout() { SourceError::Timeout(self.timeout) } else { SourceError::Body(error_chain(&e)) }
+        if e.is_timeout() {
+            SourceError::Timeout(self.timeout)
+        } else {
+            SourceError::Body(error_chain(&e))
+        }
     }
 }
 
@@ -129,7 +151,11 @@ pub fn excerpt(body: &[u8]) -> String {
     if one_line.chars().count() > 200 {
         out.push('…');
     }
-    if out.is_empty() { "(empty body)".to_owned() } else { out }
+    if out.is_empty() {
+        "(empty body)".to_owned()
+    } else {
+        out
+    }
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
@@ -161,19 +187,31 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(retry_after(&headers("120"), now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after(&headers("120"), now),
+            Some(Duration::from_secs(120))
+        );
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(retry_after(&headers(&later), now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            retry_after(&headers(&later), now),
+            Some(Duration::from_secs(30))
+        );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(retry_after(&headers(&past), now), Some(Duration::ZERO));
-        assert_eq!(retry_after(&headers("999999999"), now), Some(Duration::from_secs(86_400)));
+        assert_eq!(
+            retry_after(&headers("999999999"), now),
+            Some(Duration::from_secs(86_400))
+        );
         assert_eq!(retry_after(&headers("soon"), now), None);
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
     }
 
     #[test]
     fn excerpt_is_one_bounded_line() {
-        assert_eq!(excerpt(b"<html>\n <body>Bad   Gateway</body>\n</html>"), "<html> <body>Bad Gateway</body> </html>");
+        assert_eq!(
+            excerpt(b"<html>\n <body>Bad   Gateway</body>\n</html>"),
+            "<html> <body>Bad Gateway</body> </html>"
+        );
         assert_eq!(excerpt(b""), "(empty body)");
         assert_eq!(excerpt(&[b'x'; 1000]).chars().count(), 201);
     }

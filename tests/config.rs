@@ -2,6 +2,8 @@
 //! its expected message on a `# expect:` first line; plus the binary's exit
 //! code and one-line output.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -21,11 +23,24 @@ fn every_invalid_file_fails_with_its_message() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let expect = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).unwrap_or_else(|| panic!("{name}: no # expect: line"));
-        let cli = Cli { config_file: Some(path.clone()), ..Cli::default() };
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{name}: no # expect: line"));
+        let cli = Cli {
+            config_file: Some(path.clone()),
+            ..Cli::default()
+        };
         let err = Config::from_cli(cli).expect_err(&name).to_string();
-        assert!(err.contains(expect), "{name}: expected {expect:?} in {err:?}");
-        assert!(!err.contains('\n'), "{name}: message is not one line: {err:?}");
+        assert!(
+            err.contains(expect),
+            "{name}: expected {expect:?} in {err:?}"
+        );
+        assert!(
+            !err.contains('\n'),
+            "{name}: message is not one line: {err:?}"
+        );
         checked += 1;
     }
     assert!(checked >= 20, "only {checked} invalid configs found");
@@ -33,7 +48,10 @@ fn every_invalid_file_fails_with_its_message() {
 
 #[test]
 fn example_config_is_valid() {
-    let cli = Cli { config_file: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.example.yml")), ..Cli::default() };
+    let cli = Cli {
+        config_file: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.example.yml")),
+        ..Cli::default()
+    };
     let c = Config::from_cli(cli).unwrap();
     assert_eq!(c.listen_address.to_string(), "0.0.0.0:9795");
 }
@@ -52,10 +70,16 @@ fn binary_exits_2_with_one_line_naming_the_key() {
     assert!(stderr.contains("poll.interval"), "{stderr}");
 
     // Flags are validated the same way, and name the flag.
-    let out = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter")).arg("--web.listen-address=nowhere").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
+        .arg("--web.listen-address=nowhere")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("--web.listen-address: invalid listen address \"nowhere\""), "{stderr}");
+    assert!(
+        stderr.contains("--web.listen-address: invalid listen address \"nowhere\""),
+        "{stderr}"
+    );
 
     // Env vars too: flag > env > file.
     let out = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
@@ -63,5 +87,9 @@ fn binary_exits_2_with_one_line_naming_the_key() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("invalid log format \"xml\""));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("invalid log format \"xml\"")
+    );
 }

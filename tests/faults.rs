@@ -2,6 +2,8 @@
 //! keeps being served, the exporter recovers, and the request rate stays
 //! within the governor quota (counted at the fake server).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -36,23 +38,42 @@ async fn start(url: &str) -> Exporter {
 }
 
 fn serves_last_good_data(m: &Metrics) {
-    assert_eq!(m.price("kraken", "btcusd"), Some(26115.1), "last good price must still be served");
-    assert_eq!(m.value("crypto_market_exporter_markets{source=\"cryptowatch\"}"), 12.0);
+    assert_eq!(
+        m.price("kraken", "btcusd"),
+        Some(26115.1),
+        "last good price must still be served"
+    );
+    assert_eq!(
+        m.value("crypto_market_exporter_markets{source=\"cryptowatch\"}"),
+        12.0
+    );
 }
 
 /// good → `fault` until counted under `reason` → good again.
 async fn fault_scenario(fault: Reply, reason: &str) {
     let upstream = FakeUpstream::start(good()).await;
     let exporter = start(&upstream.url).await;
-    exporter.wait_for("first success", |m| m.successes() >= 1.0).await;
+    exporter
+        .wait_for("first success", |m| m.successes() >= 1.0)
+        .await;
 
     upstream.set(fault);
-    let m = exporter.wait_for(reason, |m| m.failures(reason) >= 2.0).await;
+    let m = exporter
+        .wait_for(reason, |m| m.failures(reason) >= 2.0)
+        .await;
     assert_eq!(m.up(), 0.0);
     serves_last_good_data(&m);
     let ready = exporter.get("/-/ready", &[]).await;
     assert_eq!(ready.status(), 200, "stays ready on last good data");
-    for other in ["timeout", "connect", "rate_limited", "http_status", "body_too_large", "invalid_response", "api_error"] {
+    for other in [
+        "timeout",
+        "connect",
+        "rate_limited",
+        "http_status",
+        "body_too_large",
+        "invalid_response",
+        "api_error",
+    ] {
         if other != reason {
             assert_eq!(m.failures(other), 0.0, "{reason} miscounted as {other}");
         }
@@ -60,44 +81,78 @@ async fn fault_scenario(fault: Reply, reason: &str) {
 
     upstream.set(good());
     let before = m.successes();
-    let m = exporter.wait_for("recovery", |m| m.successes() > before && m.up() == 1.0).await;
+    let m = exporter
+        .wait_for("recovery", |m| m.successes() > before && m.up() == 1.0)
+        .await;
     serves_last_good_data(&m);
     exporter.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_500() {
-    let fault = Reply::Status { status: 500, headers: vec![], body: Bytes::from_static(b"internal error") };
+    let fault = Reply::Status {
+        status: 500,
+        headers: vec![],
+        body: Bytes::from_static(b"internal error"),
+    };
     fault_scenario(fault, "http_status").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_json() {
     let body = unmetered(GOOD);
-    fault_scenario(Reply::Json(body.slice(..body.len() / 2)), "invalid_response").await;
+    fault_scenario(
+        Reply::Json(body.slice(..body.len() / 2)),
+        "invalid_response",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_and_non_json_bodies() {
     fault_scenario(Reply::Json(Bytes::new()), "invalid_response").await;
-    fault_scenario(Reply::Json(Bytes::from_static(b"<html><body>502 Bad Gateway</body></html>")), "invalid_response").await;
+    fault_scenario(
+        Reply::Json(Bytes::from_static(
+            b"<html><body>502 Bad Gateway</body></html>",
+        )),
+        "invalid_response",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_error_body() {
     // A real Cryptowatch error body, served with 200 as some proxies do.
-    fault_scenario(Reply::Json(fixture("cryptowatch/error_404.markets.kraken.aaabbb.summary.2023-08-19.json")), "api_error").await;
+    fault_scenario(
+        Reply::Json(fixture(
+            "cryptowatch/error_404.markets.kraken.aaabbb.summary.2023-08-19.json",
+        )),
+        "api_error",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_status_with_error_body() {
     let body = fixture("cryptowatch/error_404.markets.kraken.aaabbb.summary.2023-08-19.json");
-    fault_scenario(Reply::Status { status: 404, headers: vec![], body }, "http_status").await;
+    fault_scenario(
+        Reply::Status {
+            status: 404,
+            headers: vec![],
+            body,
+        },
+        "http_status",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_body() {
-    fault_scenario(Reply::Json(Bytes::from(vec![b' '; 100 * 1024])), "body_too_large").await;
+    fault_scenario(
+        Reply::Json(Bytes::from(vec![b' '; 100 * 1024])),
+        "body_too_large",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +162,11 @@ async fn timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limited_without_retry_after() {
-    let fault = Reply::Status { status: 429, headers: vec![], body: Bytes::from_static(b"slow down") };
+    let fault = Reply::Status {
+        status: 429,
+        headers: vec![],
+        body: Bytes::from_static(b"slow down"),
+    };
     fault_scenario(fault, "rate_limited").await;
 }
 
@@ -115,20 +174,33 @@ async fn rate_limited_without_retry_after() {
 async fn rate_limited_with_retry_after_is_honoured() {
     let upstream = FakeUpstream::start(good()).await;
     let exporter = start(&upstream.url).await;
-    exporter.wait_for("first success", |m| m.successes() >= 1.0).await;
+    exporter
+        .wait_for("first success", |m| m.successes() >= 1.0)
+        .await;
 
-    upstream.set(Reply::Status { status: 429, headers: vec![("retry-after", "1".into())], body: Bytes::new() });
-    let m = exporter.wait_for("429", |m| m.failures("rate_limited") >= 1.0).await;
+    upstream.set(Reply::Status {
+        status: 429,
+        headers: vec![("retry-after", "1".into())],
+        body: Bytes::new(),
+    });
+    let m = exporter
+        .wait_for("429", |m| m.failures("rate_limited") >= 1.0)
+        .await;
     serves_last_good_data(&m);
     upstream.set(good());
     let before = m.successes();
-    exporter.wait_for("recovery", |m| m.successes() > before).await;
+    exporter
+        .wait_for("recovery", |m| m.successes() > before)
+        .await;
 
     // The request after the 429 came no sooner than Retry-After said (a lower
     // bound: a slow machine only makes the gap longer).
     let hits = upstream.hits();
     let gaps: Vec<Duration> = hits.windows(2).map(|w| w[1].at - w[0].at).collect();
-    assert!(gaps.iter().any(|g| *g >= Duration::from_millis(950)), "no 1s pause after the 429: {gaps:?}");
+    assert!(
+        gaps.iter().any(|g| *g >= Duration::from_millis(950)),
+        "no 1s pause after the 429: {gaps:?}"
+    );
     // And only one request was made while rate limited: no retry storm.
     let m = exporter.wait_for("steady", |_| true).await;
     assert_eq!(m.failures("rate_limited"), 1.0);
@@ -142,13 +214,21 @@ async fn connection_refused_then_upstream_appears() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let exporter = start(&format!("http://{addr}")).await;
-    let m = exporter.wait_for("connect failures", |m| m.failures("connect") >= 2.0).await;
+    let m = exporter
+        .wait_for("connect failures", |m| m.failures("connect") >= 2.0)
+        .await;
     assert_eq!(m.up(), 0.0);
     assert_eq!(m.count("crypto_market_price"), 0);
-    assert_eq!(exporter.get("/-/ready", &[]).await.status(), 503, "not ready before any data");
+    assert_eq!(
+        exporter.get("/-/ready", &[]).await.status(),
+        503,
+        "not ready before any data"
+    );
 
     let upstream = FakeUpstream::start_on(TcpListener::bind(addr).await.unwrap(), good()).await;
-    let m = exporter.wait_for("recovery", |m| m.successes() >= 1.0).await;
+    let m = exporter
+        .wait_for("recovery", |m| m.successes() >= 1.0)
+        .await;
     serves_last_good_data(&m);
     assert_eq!(exporter.get("/-/ready", &[]).await.status(), 200);
     drop(upstream);
@@ -160,7 +240,14 @@ async fn connection_refused_then_upstream_appears() {
 /// see at most 1 + elapsed/150ms requests (+1 for the window edge).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limiter_caps_requests() {
-    for reply in [good(), Reply::Status { status: 500, headers: vec![], body: Bytes::new() }] {
+    for reply in [
+        good(),
+        Reply::Status {
+            status: 500,
+            headers: vec![],
+            body: Bytes::new(),
+        },
+    ] {
         let upstream = FakeUpstream::start(reply).await;
         let started = Instant::now();
         let exporter = Exporter::start(&[
@@ -175,7 +262,11 @@ async fn rate_limiter_caps_requests() {
         let elapsed = started.elapsed();
         let allowed = 2 + (elapsed.as_millis() / 150) as usize;
         assert!(hits.len() >= 2, "poller stalled: {} requests", hits.len());
-        assert!(hits.len() <= allowed, "{} requests in {elapsed:?}, quota allows {allowed}", hits.len());
+        assert!(
+            hits.len() <= allowed,
+            "{} requests in {elapsed:?}, quota allows {allowed}",
+            hits.len()
+        );
         let m = exporter.wait_for("limiter wait accounted", |m| {
             m.value("crypto_market_exporter_rate_limiter_wait_seconds_total{source=\"cryptowatch\"}") > 0.0
         })

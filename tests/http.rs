@@ -1,6 +1,8 @@
 //! The HTTP surface: content negotiation, gzip, probes, landing page, errors,
 //! and the golden exposition (regenerate with `UPDATE_GOLDEN=1 cargo test --test http`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
+
 mod common;
 
 use std::io::Read;
@@ -32,7 +34,9 @@ fn normalize(body: &str) -> String {
     let mut out = String::new();
     for line in body.lines() {
         let volatile = VOLATILE.iter().any(|v| line.starts_with(v))
-            || (line.starts_with("crypto_market_exporter_upstream_request_duration_seconds_bucket") && !line.contains("+Inf"));
+            || (line
+                .starts_with("crypto_market_exporter_upstream_request_duration_seconds_bucket")
+                && !line.contains("+Inf"));
         match line.rsplit_once(' ') {
             Some((series, _)) if volatile && !line.starts_with('#') => {
                 out.push_str(series);
@@ -42,34 +46,60 @@ fn normalize(body: &str) -> String {
         }
         out.push('\n');
     }
-    out.replace(concat!("version=\"", env!("CARGO_PKG_VERSION"), "\""), "version=\"VERSION\"")
+    out.replace(
+        concat!("version=\"", env!("CARGO_PKG_VERSION"), "\""),
+        "version=\"VERSION\"",
+    )
 }
 
 fn check_golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
     if expected != actual {
         let new = path.with_extension("new");
         std::fs::write(&new, actual).unwrap();
-        panic!("{} differs from the golden file; got {} (run with UPDATE_GOLDEN=1 to accept)", path.display(), new.display());
+        panic!(
+            "{} differs from the golden file; got {} (run with UPDATE_GOLDEN=1 to accept)",
+            path.display(),
+            new.display()
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_exposition_in_both_formats() {
     let (_upstream, exporter) = exporter_on_excerpt(&[]).await;
-    exporter.wait_for("first poll", |m| m.successes() >= 1.0).await;
+    exporter
+        .wait_for("first poll", |m| m.successes() >= 1.0)
+        .await;
 
     let text = exporter.get("/metrics", &[]).await;
-    assert_eq!(text.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(
+        text.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     check_golden("metrics.txt", &normalize(&text.text().await.unwrap()));
 
-    let om = exporter.get("/metrics", &[("accept", "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;q=0.4")]).await;
-    assert_eq!(om.headers()["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    let om = exporter
+        .get(
+            "/metrics",
+            &[(
+                "accept",
+                "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;q=0.4",
+            )],
+        )
+        .await;
+    assert_eq!(
+        om.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     let body = om.text().await.unwrap();
     assert!(body.ends_with("# EOF\n"));
     check_golden("metrics.openmetrics.txt", &normalize(&body));
@@ -79,24 +109,46 @@ async fn golden_exposition_in_both_formats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_when_accepted_identical_content() {
     let (_upstream, exporter) = exporter_on_excerpt(&[]).await;
-    exporter.wait_for("first poll", |m| m.successes() >= 1.0).await;
+    exporter
+        .wait_for("first poll", |m| m.successes() >= 1.0)
+        .await;
     let plain = exporter.metrics().await;
-    for (accept, fmt_check) in [("text/plain", false), ("application/openmetrics-text", true)] {
-        let resp = exporter.get("/metrics", &[("accept-encoding", "gzip"), ("accept", accept)]).await;
+    for (accept, fmt_check) in [
+        ("text/plain", false),
+        ("application/openmetrics-text", true),
+    ] {
+        let resp = exporter
+            .get(
+                "/metrics",
+                &[("accept-encoding", "gzip"), ("accept", accept)],
+            )
+            .await;
         assert_eq!(resp.headers()["content-encoding"], "gzip");
         assert_eq!(resp.headers()["vary"], "Accept, Accept-Encoding");
         let bytes = resp.bytes().await.unwrap();
         let mut unzipped = String::new();
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut unzipped).unwrap();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut unzipped)
+            .unwrap();
         assert_eq!(unzipped.ends_with("# EOF\n"), fmt_check);
         if !fmt_check {
             assert_eq!(unzipped, plain);
         }
     }
-    let resp = exporter.get("/metrics", &[("accept-encoding", "gzip;q=0, identity")]).await;
+    let resp = exporter
+        .get("/metrics", &[("accept-encoding", "gzip;q=0, identity")])
+        .await;
     assert!(resp.headers().get("content-encoding").is_none());
-    let len: usize = resp.headers()["content-length"].to_str().unwrap().parse().unwrap();
-    assert_eq!(len, resp.bytes().await.unwrap().len(), "exact Content-Length");
+    let len: usize = resp.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        len,
+        resp.bytes().await.unwrap().len(),
+        "exact Content-Length"
+    );
     exporter.stop().await;
 }
 
@@ -104,7 +156,12 @@ async fn gzip_when_accepted_identical_content() {
 async fn probes_landing_page_and_errors() {
     // An upstream that never answers well: the exporter is alive but not ready.
     let upstream = FakeUpstream::start(Reply::Json(bytes::Bytes::from_static(b"nope"))).await;
-    let exporter = Exporter::start(&[&format!("--cryptowatch.url={}", upstream.url), "--web.telemetry-path=/custom/metrics", "--poll.interval=1h"]).await;
+    let exporter = Exporter::start(&[
+        &format!("--cryptowatch.url={}", upstream.url),
+        "--web.telemetry-path=/custom/metrics",
+        "--poll.interval=1h",
+    ])
+    .await;
     let healthy = exporter.get("/-/healthy", &[]).await;
     assert_eq!(healthy.status(), 200);
     let ready = exporter.get("/-/ready", &[]).await;
@@ -112,32 +169,67 @@ async fn probes_landing_page_and_errors() {
 
     let landing = exporter.get("/", &[]).await;
     assert_eq!(landing.status(), 200);
-    assert!(landing.text().await.unwrap().contains("<a href=\"/custom/metrics\">"));
+    assert!(
+        landing
+            .text()
+            .await
+            .unwrap()
+            .contains("<a href=\"/custom/metrics\">")
+    );
 
     let missing = exporter.get("/metrics", &[]).await;
     assert_eq!(missing.status(), 404, "telemetry path moved");
     assert_eq!(missing.text().await.unwrap(), "404 not found: /metrics\n");
 
-    let m = Metrics(exporter.get("/custom/metrics", &[]).await.text().await.unwrap());
+    let m = Metrics(
+        exporter
+            .get("/custom/metrics", &[])
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
     assert_eq!(m.failures("invalid_response"), 1.0);
     assert_eq!(m.count("crypto_market_price"), 0);
-    assert_eq!(m.value("crypto_market_exporter_up{source=\"cryptowatch\"}"), 0.0);
+    assert_eq!(
+        m.value("crypto_market_exporter_up{source=\"cryptowatch\"}"),
+        0.0
+    );
 
-    let post = reqwest::Client::new().post(format!("{}/custom/metrics", exporter.url)).send().await.unwrap();
+    let post = reqwest::Client::new()
+        .post(format!("{}/custom/metrics", exporter.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status(), 405);
     exporter.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_source_needs_no_network() {
-    let exporter = Exporter::start(&["--source=demo", "--demo.markets=250", "--poll.interval=50ms"]).await;
-    let m = exporter.wait_for("two demo polls", |m| {
-        m.get("crypto_market_exporter_polls_total{source=\"demo\",result=\"success\"}").unwrap_or(0.0) >= 2.0
-    })
+    let exporter = Exporter::start(&[
+        "--source=demo",
+        "--demo.markets=250",
+        "--poll.interval=50ms",
+    ])
     .await;
-    assert_eq!(m.value("crypto_market_exporter_markets{source=\"demo\"}"), 250.0);
+    let m = exporter
+        .wait_for("two demo polls", |m| {
+            m.get("crypto_market_exporter_polls_total{source=\"demo\",result=\"success\"}")
+                .unwrap_or(0.0)
+                >= 2.0
+        })
+        .await;
+    assert_eq!(
+        m.value("crypto_market_exporter_markets{source=\"demo\"}"),
+        250.0
+    );
     assert_eq!(m.count("crypto_market_price"), 250);
-    assert!(m.get("crypto_market_price{exchange=\"alphaex\",pair=\"btcusd\"}").unwrap() > 1000.0);
+    assert!(
+        m.get("crypto_market_price{exchange=\"alphaex\",pair=\"btcusd\"}")
+            .unwrap()
+            > 1000.0
+    );
     assert!(!m.0.contains("credits"), "demo has no credits");
     assert_eq!(exporter.get("/-/ready", &[]).await.status(), 200);
     exporter.stop().await;

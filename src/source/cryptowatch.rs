@@ -34,15 +34,23 @@ pub struct Cryptowatch {
 
 impl fmt::Debug for Cryptowatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cryptowatch").field("summaries_url", &self.summaries_url).finish_non_exhaustive()
+        f.debug_struct("Cryptowatch")
+            .field("summaries_url", &self.summaries_url)
+            .finish_non_exhaustive()
     }
 }
 
 impl Cryptowatch {
-    pub fn new(config: &CryptowatchConfig, metrics: Arc<SourceMetrics>) -> Result<Self, SourceError> {
+    pub fn new(
+        config: &CryptowatchConfig,
+        metrics: Arc<SourceMetrics>,
+    ) -> Result<Self, SourceError> {
         Ok(Self {
             upstream: Upstream::new(&config.http, metrics)?,
-            summaries_url: format!("{}/markets/summaries", config.url.as_str().trim_end_matches('/')),
+            summaries_url: format!(
+                "{}/markets/summaries",
+                config.url.as_str().trim_end_matches('/')
+            ),
             api_key: config.api_key.clone(),
         })
     }
@@ -50,8 +58,9 @@ impl Cryptowatch {
     fn headers(&self) -> Result<HeaderMap, SourceError> {
         let mut headers = HeaderMap::new();
         if let Some(key) = &self.api_key {
-            let mut value = HeaderValue::from_str(key.expose())
-                .map_err(|_| SourceError::Request("API key contains characters not allowed in a header".into()))?;
+            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
+                SourceError::Request("API key contains characters not allowed in a header".into())
+            })?;
             value.set_sensitive(true);
             headers.insert("X-CW-API-Key", value);
         }
@@ -79,7 +88,11 @@ impl Cryptowatch {
                 None => return Ok(fetched),
             }
         }
-        tracing::warn!(source = "cryptowatch", pages = MAX_PAGES, "stopped following cursor pages; exporting what was read");
+        tracing::warn!(
+            source = "cryptowatch",
+            pages = MAX_PAGES,
+            "stopped following cursor pages; exporting what was read"
+        );
         Ok(fetched)
     }
 }
@@ -97,7 +110,9 @@ impl Source for Cryptowatch {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -108,7 +123,7 @@ fn urlencode(s: &str) -> String {
 #[derive(Deserialize)]
 struct SummariesDto<'a> {
     #[serde(borrow, default, deserialize_with = "market_list")]
-    result: Option<Vec<(Cow<'a, str>, SummaryDto)>>,
+    result: Option<Entries<'a>>,
     #[serde(default)]
     cursor: Option<CursorDto>,
     #[serde(default)]
@@ -116,6 +131,9 @@ struct SummariesDto<'a> {
     #[serde(default)]
     error: Option<ErrorDto>,
 }
+
+/// `result` as read: keys borrowed from the body where possible, in body order.
+type Entries<'a> = Vec<(Cow<'a, str>, SummaryDto)>;
 
 #[derive(Deserialize)]
 struct SummaryDto {
@@ -178,10 +196,10 @@ enum ErrorDto {
 
 /// Reads the `result` object straight into a Vec: no intermediate map, keys
 /// borrowed from the body where they contain no escapes.
-fn market_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<(Cow<'de, str>, SummaryDto)>>, D::Error> {
+fn market_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Entries<'de>>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
-        type Value = Option<Vec<(Cow<'de, str>, SummaryDto)>>;
+        type Value = Option<Entries<'de>>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("an object of \"exchange:pair\" keys")
         }
@@ -222,12 +240,20 @@ pub fn parse(body: &[u8]) -> Result<Page, SourceError> {
         }));
     }
     let Some(result) = dto.result else {
-        return Err(SourceError::Decode("no \"result\" object in the response".into()));
+        return Err(SourceError::Decode(
+            "no \"result\" object in the response".into(),
+        ));
     };
-    let mut page = Page { markets: Vec::with_capacity(result.len()), ..Page::default() };
+    let mut page = Page {
+        markets: Vec::with_capacity(result.len()),
+        ..Page::default()
+    };
     for (key, s) in result {
         // Keys split on the FIRST colon only: pair symbols may contain '-' or '.'.
-        let Some((exchange, pair)) = key.split_once(':').filter(|(e, p)| !e.is_empty() && !p.is_empty()) else {
+        let Some((exchange, pair)) = key
+            .split_once(':')
+            .filter(|(e, p)| !e.is_empty() && !p.is_empty())
+        else {
             page.rejections.count(RejectReason::InvalidKey);
             continue;
         };
@@ -236,14 +262,24 @@ pub fn parse(body: &[u8]) -> Result<Page, SourceError> {
             values[Gauge::Price as usize] = price.last;
             values[Gauge::PriceHigh24h as usize] = price.high;
             values[Gauge::PriceLow24h as usize] = price.low;
-            values[Gauge::PriceChangeRatio24h as usize] = price.change.as_ref().and_then(|c| c.percentage);
+            values[Gauge::PriceChangeRatio24h as usize] =
+                price.change.as_ref().and_then(|c| c.percentage);
         }
         values[Gauge::Volume24h as usize] = s.volume_base.or(s.volume);
         values[Gauge::VolumeQuote24h as usize] = s.volume_quote;
         values[Gauge::VolumeUsd24h as usize] = s.volume_usd;
-        page.markets.push(RawMarket { exchange: exchange.to_owned(), pair: pair.to_owned(), values });
+        page.markets.push(RawMarket {
+            exchange: exchange.to_owned(),
+            pair: pair.to_owned(),
+            values,
+        });
     }
-    page.credits = dto.allowance.and_then(|a| Some(Credits { cost: a.cost?, remaining: a.remaining? }));
+    page.credits = dto.allowance.and_then(|a| {
+        Some(Credits {
+            cost: a.cost?,
+            remaining: a.remaining?,
+        })
+    });
     page.next_cursor = dto.cursor.filter(|c| c.has_more).and_then(|c| c.last);
     Ok(page)
 }
@@ -254,7 +290,10 @@ mod tests {
 
     fn market<'a>(page: &'a Page, key: &str) -> &'a RawMarket {
         let (e, p) = key.split_once(':').unwrap();
-        page.markets.iter().find(|m| m.exchange == e && m.pair == p).unwrap()
+        page.markets
+            .iter()
+            .find(|m| m.exchange == e && m.pair == p)
+            .unwrap()
     }
 
     #[test]
@@ -268,7 +307,15 @@ mod tests {
         assert_eq!(page.markets.len(), 3);
         assert_eq!(
             market(&page, "kraken:btcusd").values,
-            [Some(26115.1), Some(26250.0), Some(25800.1), Some(0.0019), Some(1143.9), Some(29776774.6), Some(29776774.6)]
+            [
+                Some(26115.1),
+                Some(26250.0),
+                Some(25800.1),
+                Some(0.0019),
+                Some(1143.9),
+                Some(29776774.6),
+                Some(29776774.6)
+            ]
         );
         let old = market(&page, "binance:stx.2btc");
         assert_eq!(old.values[Gauge::Volume24h as usize], Some(10.0));
@@ -276,15 +323,30 @@ mod tests {
         assert_eq!(old.values[Gauge::Price as usize], Some(8.0e-8));
         let fut = market(&page, "binance:btcusdt-perpetual-futures");
         assert_eq!(fut.values[Gauge::VolumeUsd24h as usize], Some(7.0));
-        assert_eq!(page.credits, Some(Credits { cost: 0.015, remaining: 9.695 }));
+        assert_eq!(
+            page.credits,
+            Some(Credits {
+                cost: 0.015,
+                remaining: 9.695
+            })
+        );
         assert_eq!(page.next_cursor, None);
     }
 
     #[test]
     fn key_splits_on_first_colon_and_bad_keys_are_counted() {
-        let page = parse(br#"{"result":{"a:b:c":{"price":{"last":1}},"nocolon":{"price":{"last":1}},":x":{}}}"#).unwrap();
+        let page = parse(
+            br#"{"result":{"a:b:c":{"price":{"last":1}},"nocolon":{"price":{"last":1}},":x":{}}}"#,
+        )
+        .unwrap();
         assert_eq!(page.markets.len(), 1);
-        assert_eq!((page.markets[0].exchange.as_str(), page.markets[0].pair.as_str()), ("a", "b:c"));
+        assert_eq!(
+            (
+                page.markets[0].exchange.as_str(),
+                page.markets[0].pair.as_str()
+            ),
+            ("a", "b:c")
+        );
         assert_eq!(page.rejections.values[RejectReason::InvalidKey as usize], 2);
     }
 
@@ -294,15 +356,31 @@ mod tests {
             (b"", "invalid_response"),
             (b"   \n", "invalid_response"),
             (b"<html>502</html>", "invalid_response"),
-            (br#"{"result":{"kraken:btcusd":{"price":{"last":1"#, "invalid_response"),
-            (br#"{"error":"Route not found","allowance":{"cost":0,"remaining":9}}"#, "api_error"),
+            (
+                br#"{"result":{"kraken:btcusd":{"price":{"last":1"#,
+                "invalid_response",
+            ),
+            (
+                br#"{"error":"Route not found","allowance":{"cost":0,"remaining":9}}"#,
+                "api_error",
+            ),
             (br#"{"cursor":{}}"#, "invalid_response"),
         ];
         for (body, reason) in cases {
             let err = parse(body).unwrap_err();
-            assert_eq!(err.reason(), reason, "{:?}: {err}", String::from_utf8_lossy(body));
+            assert_eq!(
+                err.reason(),
+                reason,
+                "{:?}: {err}",
+                String::from_utf8_lossy(body)
+            );
         }
-        assert_eq!(parse(br#"{"error":"Route not found"}"#).unwrap_err().to_string(), "upstream reported an error: Route not found");
+        assert_eq!(
+            parse(br#"{"error":"Route not found"}"#)
+                .unwrap_err()
+                .to_string(),
+            "upstream reported an error: Route not found"
+        );
     }
 
     #[test]

@@ -36,7 +36,12 @@ const BASES: [(&str, f64, f64); 20] = [
     ("xtz", 0.9, 5_000_000.0),
 ];
 /// (quote, USD value of one unit)
-const QUOTES: [(&str, f64); 4] = [("usd", 1.0), ("usdt", 1.0), ("eur", 1.08), ("btc", 60_000.0)];
+const QUOTES: [(&str, f64); 4] = [
+    ("usd", 1.0),
+    ("usdt", 1.0),
+    ("eur", 1.08),
+    ("btc", 60_000.0),
+];
 
 /// Per-poll chance that a market starts a spike, and how long one lasts.
 const SPIKE_CHANCE: f64 = 0.000_5;
@@ -161,7 +166,11 @@ impl Demo {
             values[Gauge::Volume24h as usize] = Some(volume);
             values[Gauge::VolumeQuote24h as usize] = Some(volume * price);
             values[Gauge::VolumeUsd24h as usize] = Some(volume * price * m.quote_usd);
-            out.push(RawMarket { exchange: m.exchange.to_owned(), pair: m.pair.clone(), values });
+            out.push(RawMarket {
+                exchange: m.exchange.to_owned(),
+                pair: m.pair.clone(),
+                values,
+            });
         }
         out
     }
@@ -174,7 +183,12 @@ impl Source for Demo {
 
     fn poll(&mut self) -> PollFuture<'_> {
         let markets = self.step();
-        Box::pin(async move { Ok(Fetched { markets, ..Fetched::default() }) })
+        Box::pin(async move {
+            Ok(Fetched {
+                markets,
+                ..Fetched::default()
+            })
+        })
     }
 }
 
@@ -220,7 +234,11 @@ mod tests {
     #[test]
     fn spikes_happen_and_end() {
         let mut d = demo(1, 300);
-        let base: Vec<f64> = d.step().iter().map(|m| m.values[Gauge::Volume24h as usize].unwrap()).collect();
+        let base: Vec<f64> = d
+            .step()
+            .iter()
+            .map(|m| m.values[Gauge::Volume24h as usize].unwrap())
+            .collect();
         let mut spiked = 0;
         for _ in 0..200 {
             for (m, b) in d.step().iter().zip(&base) {

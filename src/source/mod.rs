@@ -44,10 +44,16 @@ impl fmt::Display for SourceKind {
 impl FromStr for SourceKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
-            let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
-            format!("unknown source {s:?} (expected one of: {})", names.join(", "))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                format!(
+                    "unknown source {s:?} (expected one of: {})",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -58,7 +64,9 @@ pub fn build(
     metrics: Arc<SourceMetrics>,
 ) -> Result<Box<dyn Source>, SourceError> {
     Ok(match kind {
-        SourceKind::Cryptowatch => Box::new(cryptowatch::Cryptowatch::new(&config.cryptowatch, metrics)?),
+        SourceKind::Cryptowatch => {
+            Box::new(cryptowatch::Cryptowatch::new(&config.cryptowatch, metrics)?)
+        }
         SourceKind::Demo => Box::new(demo::Demo::new(&config.demo)),
     })
 }
@@ -183,7 +191,10 @@ pub mod de {
             Ok(Some(v as f64))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            v.trim().parse::<f64>().map(Some).map_err(|_| E::custom(format!("invalid number {v:?}")))
+            v.trim()
+                .parse::<f64>()
+                .map(Some)
+                .map_err(|_| E::custom(format!("invalid number {v:?}")))
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
@@ -217,7 +228,10 @@ pub mod de {
         fn number_forms() {
             assert_eq!(parse(r#"{"v": 26250}"#), Some(26250.0));
             assert_eq!(parse(r#"{"v": 0.248}"#), Some(0.248));
-            assert_eq!(parse(r#"{"v": 8.000000000000093e-8}"#), Some(8.000000000000093e-8));
+            assert_eq!(
+                parse(r#"{"v": 8.000000000000093e-8}"#),
+                Some(8.000000000000093e-8)
+            );
             assert_eq!(parse(r#"{"v": -3}"#), Some(-3.0));
             assert_eq!(parse(r#"{"v": "42.10000000"}"#), Some(42.1));
             assert_eq!(parse(r#"{"v": null}"#), None);

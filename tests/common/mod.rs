@@ -20,7 +20,9 @@ use tokio::task::JoinHandle;
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub fn fixture(path: &str) -> Bytes {
-    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path);
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path);
     Bytes::from(std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display())))
 }
 
@@ -31,14 +33,22 @@ pub fn unmetered(path: &str) -> Bytes {
     let text = String::from_utf8(fixture(path).to_vec()).unwrap();
     let i = text.rfind("\"remaining\":").expect("allowance.remaining");
     let end = i + text[i..].find(',').unwrap();
-    Bytes::from(format!("{}\"remaining\":1000000000{}", &text[..i], &text[end..]))
+    Bytes::from(format!(
+        "{}\"remaining\":1000000000{}",
+        &text[..i],
+        &text[end..]
+    ))
 }
 
 /// What the fake upstream answers.
 #[derive(Clone, Debug)]
 pub enum Reply {
     Json(Bytes),
-    Status { status: u16, headers: Vec<(&'static str, String)>, body: Bytes },
+    Status {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+    },
     /// Never answers within any sane timeout.
     Hang,
 }
@@ -71,16 +81,29 @@ impl FakeUpstream {
         let app = axum::Router::new().fallback(move |req: Request<Body>| {
             let (r, h) = (r.clone(), h.clone());
             async move {
-                h.lock().unwrap().push(Hit { at: Instant::now(), uri: req.uri().to_string(), headers: req.headers().clone() });
+                h.lock().unwrap().push(Hit {
+                    at: Instant::now(),
+                    uri: req.uri().to_string(),
+                    headers: req.headers().clone(),
+                });
                 let reply = r.lock().unwrap().clone();
                 respond(reply).await
             }
         });
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(async { let _ = stopped.await; }).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
         });
-        Self { url, reply, hits, stop: Some(stop) }
+        Self {
+            url,
+            reply,
+            hits,
+            stop: Some(stop),
+        }
     }
 
     pub fn set(&self, reply: Reply) {
@@ -107,7 +130,11 @@ impl Drop for FakeUpstream {
 async fn respond(reply: Reply) -> Response {
     match reply {
         Reply::Json(body) => ([("content-type", "application/json")], body).into_response(),
-        Reply::Status { status, headers, body } => {
+        Reply::Status {
+            status,
+            headers,
+            body,
+        } => {
             let mut resp = (StatusCode::from_u16(status).unwrap(), body).into_response();
             for (k, v) in headers {
                 resp.headers_mut().insert(k, v.parse().unwrap());
@@ -142,7 +169,12 @@ impl Exporter {
         }));
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder().no_gzip().build().unwrap();
-        Self { url, client, stop: Some(stop), task: Some(task) }
+        Self {
+            url,
+            client,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
@@ -165,7 +197,11 @@ impl Exporter {
             if pred(&m) {
                 return m;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; last scrape:\n{}", m.self_metrics());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last scrape:\n{}",
+                m.self_metrics()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -194,7 +230,8 @@ impl Metrics {
     }
 
     pub fn value(&self, series: &str) -> f64 {
-        self.get(series).unwrap_or_else(|| panic!("no series {series}"))
+        self.get(series)
+            .unwrap_or_else(|| panic!("no series {series}"))
     }
 
     /// Counts sample lines of one metric name.
@@ -208,7 +245,8 @@ impl Metrics {
     }
 
     pub fn successes(&self) -> f64 {
-        self.get("crypto_market_exporter_polls_total{source=\"cryptowatch\",result=\"success\"}").unwrap_or(0.0)
+        self.get("crypto_market_exporter_polls_total{source=\"cryptowatch\",result=\"success\"}")
+            .unwrap_or(0.0)
     }
 
     pub fn up(&self) -> f64 {
@@ -216,10 +254,16 @@ impl Metrics {
     }
 
     pub fn price(&self, exchange: &str, pair: &str) -> Option<f64> {
-        self.get(&format!("crypto_market_price{{exchange=\"{exchange}\",pair=\"{pair}\"}}"))
+        self.get(&format!(
+            "crypto_market_price{{exchange=\"{exchange}\",pair=\"{pair}\"}}"
+        ))
     }
 
     pub fn self_metrics(&self) -> String {
-        self.0.lines().filter(|l| l.starts_with("crypto_market_exporter_")).collect::<Vec<_>>().join("\n")
+        self.0
+            .lines()
+            .filter(|l| l.starts_with("crypto_market_exporter_"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
