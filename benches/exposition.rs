@@ -1,1 +1,85 @@
-fn main() {}
+//! Per-poll and per-scrape costs on the real 14,462-market Cryptowatch
+//! recording. Figures and commands: docs/performance.md.
+//!
+//! cargo bench --bench exposition
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code
+
+use crypto_market_exporter::domain::{Market, Rejections, admit};
+use crypto_market_exporter::exposition::{Exposition, Format, MarketFragments};
+use crypto_market_exporter::filter::MarketFilter;
+use crypto_market_exporter::source::SourceKind;
+use crypto_market_exporter::source::cryptowatch::parse;
+use crypto_market_exporter::stats::{self, SourceMetrics};
+
+fn main() {
+    divan::main();
+}
+
+fn body() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/cryptowatch/markets_summaries.2023-08-19.json"
+    );
+    std::fs::read(path).unwrap()
+}
+
+/// Parse, validate, filter and sort: the new snapshot of markets.
+fn snapshot(body: &[u8]) -> Vec<Market> {
+    let page = parse(body).unwrap();
+    let mut rejections = Rejections::default();
+    let markets: Vec<_> = page
+        .markets
+        .into_iter()
+        .filter_map(|m| admit(m, &mut rejections))
+        .collect();
+    MarketFilter::default().apply(markets).markets
+}
+
+fn self_metrics() -> [String; 2] {
+    let values = [(
+        SourceKind::Cryptowatch,
+        SourceMetrics::new(SourceKind::Cryptowatch).values(),
+    )];
+    Format::ALL.map(|f| stats::render(f, &values))
+}
+
+/// JSON body → typed DTOs → raw domain markets.
+#[divan::bench]
+fn parse_summaries(bencher: divan::Bencher) {
+    let body = body();
+    bencher
+        .counter(divan::counter::BytesCount::new(body.len()))
+        .bench(|| parse(divan::black_box(&body)).unwrap());
+}
+
+/// JSON body → validated, filtered, sorted markets: the new snapshot.
+#[divan::bench]
+fn parse_to_snapshot(bencher: divan::Bencher) {
+    let body = body();
+    bencher.bench(|| snapshot(divan::black_box(&body)));
+}
+
+/// Snapshot → exposition text of every gauge family plus its gzip blocks (once per poll).
+#[divan::bench]
+fn render_and_compress(bencher: divan::Bencher) {
+    let markets = snapshot(&body());
+    bencher.bench(|| MarketFragments::render(divan::black_box(&markets)));
+}
+
+/// Publishing: stitch both formats from the chunks, compress the self-metrics (once per poll).
+#[divan::bench]
+fn publish_exposition(bencher: divan::Bencher) {
+    let f = MarketFragments::render(&snapshot(&body()));
+    bencher.bench(|| Exposition::compose(&[divan::black_box(&f)], self_metrics()));
+}
+
+/// What a scrape costs in the handler: refcount bumps on the pre-rendered chunks.
+#[divan::bench]
+fn scrape_gzip_body(bencher: divan::Bencher) {
+    let e = Exposition::compose(
+        &[&MarketFragments::render(&snapshot(&body()))],
+        self_metrics(),
+    );
+    bencher.bench(|| e.gzip_body(Format::OpenMetrics));
+}

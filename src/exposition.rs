@@ -1,19 +1,18 @@
 //! The Prometheus exposition: rendered once per poll, served as-is per scrape.
 //!
 //! Per-market samples are rendered per source and per gauge into immutable
-//! `Bytes` fragments ([`MarketFragments`]). Publishing stitches them, family by
-//! family, with the small self-metrics block into an [`Exposition`]: the plain
-//! body is a list of shared chunks (no copy), and the gzip bodies are
-//! compressed once. A scrape then costs a refcount bump, or one memcpy.
+//! chunks ([`MarketFragments`]), compressed once when the source is polled.
+//! Publishing stitches them, family by family, with the small self-metrics
+//! block into an [`Exposition`]: plain and gzip bodies are lists of shared
+//! chunks (see [`Chunk`]), so a scrape costs a few refcount bumps.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, Crc, FlushCompress};
 use http_body::{Frame, SizeHint};
 
 use crate::domain::{Gauge, Market};
@@ -100,7 +99,8 @@ pub fn write_sample(out: &mut String, name: &str, labels: &[(&str, &str)], value
     out.push('\n');
 }
 
-/// Shortest round-trip decimal; the special values as both formats spell them.
+/// Shortest round-trip decimal (zmij, the formatter serde_json uses); the
+/// special values as both formats spell them.
 pub fn push_value(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
@@ -108,21 +108,100 @@ pub fn push_value(out: &mut String, v: f64) {
         out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
         out.push_str("-Inf");
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        // Counts and whole prices read better as "26250" than "26250.0".
+        let _ = write!(out, "{}", v as i64);
     } else {
-        let _ = write!(out, "{v}");
+        out.push_str(zmij::Buffer::new().format_finite(v));
     }
 }
 
-/// One source's market samples, one fragment per gauge family.
-#[derive(Debug, Clone, Default)]
+/// A piece of the exposition, kept both as text and as raw-deflate blocks
+/// that end on a sync flush (byte-aligned, not final). Because such block
+/// runs can be concatenated, a gzip body is assembled from pre-compressed
+/// chunks: each source's markets are compressed once per poll of that
+/// source, and publishing only adds a header, the small self-metrics chunk
+/// and a trailer, whose CRC is combined from the chunks' CRCs.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub text: Bytes,
+    deflated: Bytes,
+    crc: Crc,
+}
+
+impl Chunk {
+    pub fn new(text: Bytes) -> Self {
+        let mut crc = Crc::new();
+        crc.update(&text);
+        let deflated = deflate_sync(&text).unwrap_or_else(|| stored_blocks(&text));
+        Self {
+            text,
+            deflated: Bytes::from(deflated),
+            crc,
+        }
+    }
+}
+
+/// Level 1: on this text it is several times faster than the default level
+/// for a body only slightly larger (docs/performance.md).
+fn deflate_sync(text: &[u8]) -> Option<Vec<u8>> {
+    let mut c = Compress::new(Compression::fast(), false);
+    let mut out = Vec::with_capacity(text.len() / 4 + 256);
+    loop {
+        let consumed = usize::try_from(c.total_in()).ok()?;
+        c.compress_vec(text.get(consumed..)?, &mut out, FlushCompress::Sync)
+            .ok()?;
+        // zlib semantics: the flush is complete once output space is left over.
+        if usize::try_from(c.total_in()).ok()? == text.len() && out.len() < out.capacity() {
+            return Some(out);
+        }
+        out.reserve(out.capacity().max(4096));
+    }
+}
+
+/// Uncompressed deflate blocks: a fallback that cannot fail.
+fn stored_blocks(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + text.len() / 65_535 * 5 + 5);
+    for piece in text.chunks(65_535) {
+        let len = piece.len() as u16;
+        out.push(0x00);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(piece);
+    }
+    out
+}
+
+/// gzip member header: no name, mtime 0, OS unknown (RFC 1952).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff];
+/// An empty final stored block: closes a run of sync-flushed blocks.
+const DEFLATE_END: [u8; 5] = [0x01, 0x00, 0x00, 0xff, 0xff];
+
+fn gzip_chunks(chunks: &[&Chunk]) -> Vec<Bytes> {
+    let mut crc = Crc::new();
+    let mut out = Vec::with_capacity(chunks.len() + 3);
+    out.push(Bytes::from_static(&GZIP_HEADER));
+    for c in chunks {
+        crc.combine(&c.crc);
+        out.push(c.deflated.clone());
+    }
+    let mut tail = DEFLATE_END.to_vec();
+    tail.extend_from_slice(&crc.sum().to_le_bytes());
+    tail.extend_from_slice(&crc.amount().to_le_bytes());
+    out.push(Bytes::from(tail));
+    out
+}
+
+/// One source's market samples, one chunk per gauge family.
+#[derive(Debug, Default)]
 pub struct MarketFragments {
-    pub families: [Bytes; Gauge::COUNT],
+    pub families: [Chunk; Gauge::COUNT],
     pub markets: usize,
 }
 
 impl MarketFragments {
-    /// Renders markets already sorted and validated. Fragments hold sample
-    /// lines only; headers are written once per family when composing.
+    /// Renders (and compresses) markets already sorted and validated.
+    /// Fragments hold sample lines only; headers are separate chunks.
     pub fn render(markets: &[Market]) -> Self {
         let families = Gauge::ALL.map(|gauge| {
             let mut out = String::with_capacity(markets.len() * 72);
@@ -136,7 +215,7 @@ impl MarketFragments {
                     );
                 }
             }
-            Bytes::from(out)
+            Chunk::new(Bytes::from(out))
         });
         Self {
             families,
@@ -145,83 +224,82 @@ impl MarketFragments {
     }
 }
 
-/// A complete, immutable exposition in both formats.
+/// `# HELP`/`# TYPE` of each market gauge: identical in both formats.
+static GAUGE_HEADERS: LazyLock<[Chunk; Gauge::COUNT]> = LazyLock::new(|| {
+    Gauge::ALL.map(|gauge| {
+        let mut header = String::new();
+        write_header(
+            &mut header,
+            Format::Text,
+            gauge.name(),
+            Kind::Gauge,
+            gauge.help(),
+        );
+        Chunk::new(Bytes::from(header))
+    })
+});
+
+static OPENMETRICS_EOF: LazyLock<Chunk> =
+    LazyLock::new(|| Chunk::new(Bytes::from_static(b"# EOF\n")));
+
+/// A complete, immutable exposition in both formats, plain and gzipped,
+/// each a list of shared chunks: serving one copies nothing.
 #[derive(Debug, Default)]
 pub struct Exposition {
-    /// Plain bodies as chunk lists, indexed by `Format as usize`.
-    chunks: [Vec<Bytes>; 2],
-    /// Gzipped bodies, indexed by `Format as usize`.
-    gzip: [Bytes; 2],
+    /// Indexed by `Format as usize`.
+    plain: [Vec<Bytes>; 2],
+    gzip: [Vec<Bytes>; 2],
 }
 
 impl Exposition {
-    /// Stitches market fragments of every source and the self-metrics
-    /// (one rendering per format) into bodies, and compresses them.
+    /// Stitches the market chunks of every source, family by family, and the
+    /// self-metrics (one rendering per format).
     pub fn compose(sources: &[&MarketFragments], self_metrics: [String; 2]) -> Self {
-        let mut market_chunks = Vec::with_capacity(Gauge::COUNT * (sources.len() + 1));
+        let mut markets: Vec<&Chunk> = Vec::with_capacity(Gauge::COUNT * (sources.len() + 1));
         for gauge in Gauge::ALL {
-            let fragments: Vec<&Bytes> = sources
-                .iter()
-                .map(|s| &s.families[gauge as usize])
-                .filter(|b| !b.is_empty())
-                .collect();
-            if fragments.is_empty() {
-                continue;
-            }
-            let mut header = String::new();
-            // Gauges have identical headers in both formats.
-            write_header(
-                &mut header,
-                Format::Text,
-                gauge.name(),
-                Kind::Gauge,
-                gauge.help(),
+            let start = markets.len();
+            markets.extend(
+                sources
+                    .iter()
+                    .map(|s| &s.families[gauge as usize])
+                    .filter(|c| !c.text.is_empty()),
             );
-            market_chunks.push(Bytes::from(header));
-            market_chunks.extend(fragments.into_iter().cloned());
+            if markets.len() > start {
+                markets.insert(start, &GAUGE_HEADERS[gauge as usize]);
+            }
         }
-        let [text_self, om_self] = self_metrics;
-        let mut text = market_chunks.clone();
-        text.push(Bytes::from(text_self));
-        let mut om = market_chunks;
-        om.push(Bytes::from(om_self));
-        om.push(Bytes::from_static(b"# EOF\n"));
-        let gzip = [gzip(&text), gzip(&om)];
+        let [text_self, om_self] = self_metrics.map(|s| Chunk::new(Bytes::from(s)));
+        let mut text = markets.clone();
+        text.push(&text_self);
+        let mut om = markets;
+        om.push(&om_self);
+        om.push(&OPENMETRICS_EOF);
+        let plain = |chunks: &[&Chunk]| chunks.iter().map(|c| c.text.clone()).collect::<Vec<_>>();
         Self {
-            chunks: [text, om],
-            gzip,
+            plain: [plain(&text), plain(&om)],
+            gzip: [gzip_chunks(&text), gzip_chunks(&om)],
         }
     }
 
     /// The uncompressed body for `format`.
     pub fn body(&self, format: Format) -> ChunkedBody {
-        ChunkedBody::new(self.chunks[format as usize].clone())
+        ChunkedBody::new(self.plain[format as usize].clone())
     }
 
-    /// The gzip-compressed body for `format`.
-    pub fn gzip_body(&self, format: Format) -> Bytes {
-        self.gzip[format as usize].clone()
+    /// The gzip body for `format`.
+    pub fn gzip_body(&self, format: Format) -> ChunkedBody {
+        ChunkedBody::new(self.gzip[format as usize].clone())
     }
 
     /// The uncompressed body in one buffer (tests, benchmarks, golden files).
     pub fn to_bytes(&self, format: Format) -> Vec<u8> {
-        self.chunks[format as usize]
-            .iter()
-            .flat_map(|c| c.iter().copied())
-            .collect()
+        self.plain[format as usize].concat()
     }
-}
 
-/// Level 1: on this kind of text it is ~6x faster than the default level
-/// for a body only ~15% larger (docs/performance.md).
-fn gzip(chunks: &[Bytes]) -> Bytes {
-    let len: usize = chunks.iter().map(Bytes::len).sum();
-    let mut enc = GzEncoder::new(Vec::with_capacity(len / 8), Compression::fast());
-    for c in chunks {
-        // Writing into a Vec cannot fail.
-        let _ = enc.write_all(c);
+    /// The gzip body in one buffer.
+    pub fn to_gzip_bytes(&self, format: Format) -> Vec<u8> {
+        self.gzip[format as usize].concat()
     }
-    enc.finish().map(Bytes::from).unwrap_or_default()
 }
 
 /// An HTTP body streaming shared chunks, with an exact length.
@@ -289,10 +367,7 @@ mod tests {
             &[("pair", "a\"b\\c\nd")],
             8.000000000000093e-8,
         );
-        assert_eq!(
-            out,
-            "m{pair=\"a\\\"b\\\\c\\nd\"} 0.00000008000000000000093\n"
-        );
+        assert_eq!(out, "m{pair=\"a\\\"b\\\\c\\nd\"} 8.000000000000093e-8\n");
         let mut out = String::new();
         for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 26250.0, -0.5] {
             push_value(&mut out, v);
@@ -322,11 +397,43 @@ mod tests {
         assert!(om.ends_with("self_om\n# EOF\n"));
         for format in Format::ALL {
             let mut unzipped = Vec::new();
-            flate2::read::GzDecoder::new(&e.gzip_body(format)[..])
+            flate2::read::GzDecoder::new(&e.to_gzip_bytes(format)[..])
                 .read_to_end(&mut unzipped)
                 .unwrap();
             assert_eq!(unzipped, e.to_bytes(format));
         }
+    }
+
+    #[test]
+    fn chunks_concatenate_into_one_gzip_stream() {
+        let big: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        let parts = [
+            Chunk::new(Bytes::from(big.clone())),
+            Chunk::new(Bytes::new()),
+            Chunk::new(Bytes::from_static(b"tail\n")),
+        ];
+        let gz: Vec<u8> = gzip_chunks(&parts.iter().collect::<Vec<_>>()).concat();
+        assert!(
+            gz.len() < big.len() / 3,
+            "compressed: {} of {}",
+            gz.len(),
+            big.len()
+        );
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, format!("{big}tail\n"));
+        // The stored-block fallback is a valid stream too.
+        let stored = Chunk {
+            deflated: Bytes::from(stored_blocks(big.as_bytes())),
+            ..Chunk::new(Bytes::from(big.clone()))
+        };
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&gzip_chunks(&[&stored]).concat()[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, big);
     }
 
     #[test]

@@ -82,7 +82,11 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     );
     if accepts_gzip(&headers) {
         let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        ([content_type, encoding, vary], exposition.gzip_body(format)).into_response()
+        (
+            [content_type, encoding, vary],
+            Body::new(exposition.gzip_body(format)),
+        )
+            .into_response()
     } else {
         ([content_type, vary], Body::new(exposition.body(format))).into_response()
     }
