@@ -90,6 +90,13 @@ pub async fn run(
         shared,
         telemetry_path: config.telemetry_path.clone(),
     });
+    // No Nagle: the last small chunk of a multi-megabyte body would otherwise
+    // wait for a delayed ACK on some scrapes.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
