@@ -11,7 +11,14 @@ pub fn init(level: LevelFilter, format: LogFormat) {
     use tracing_subscriber::util::SubscriberInitExt;
     let registry = tracing_subscriber::registry().with(level);
     let _ = match format {
-        LogFormat::Logfmt => registry.with(tracing_logfmt::layer()).try_init(),
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(tracing_logfmt::EventsFormatter::default())
+                    .fmt_fields(tracing_logfmt::FieldsFormatter::default())
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()

@@ -1,0 +1,116 @@
+//! The real binary: logs, serves the demo source, and shuts down cleanly on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Lines of the child's stderr, read on a thread so a silent child fails the
+/// test after [`PATIENCE`] instead of hanging it.
+fn lines(stderr: std::process::ChildStderr) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn start(format: &str) -> (std::process::Child, String, Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
+        .args([
+            "--source=demo",
+            "--web.listen-address=127.0.0.1:0",
+            "--poll.interval=100ms",
+        ])
+        .arg(format!("--log.format={format}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines(child.stderr.take().unwrap());
+    let first = rx
+        .recv_timeout(PATIENCE)
+        .expect("no log line from the exporter");
+    (child, first, rx)
+}
+
+fn address(line: &str) -> String {
+    let start = line
+        .find("127.0.0.1:")
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    line[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect()
+}
+
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn sigterm_and_wait(mut child: std::process::Child, stderr: Receiver<String>) -> String {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + PATIENCE;
+    let code = loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code.code(), Some(0), "clean exit on SIGTERM");
+    stderr.iter().collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn logfmt_serve_and_sigterm() {
+    let (child, first, stderr) = start("logfmt");
+    assert!(
+        first.contains("level=info") && first.contains("message=listening"),
+        "{first}"
+    );
+    let addr = address(&first);
+    let deadline = Instant::now() + PATIENCE;
+    while !get(&addr, "/-/ready").starts_with("HTTP/1.1 200") {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let metrics = get(&addr, "/metrics");
+    assert!(metrics.contains("crypto_market_price{exchange=\"alphaex\",pair=\"btcusd\"}"));
+    let rest = sigterm_and_wait(child, stderr);
+    assert!(rest.contains("received SIGTERM"), "{rest}");
+    assert!(rest.contains("message=stopped"), "{rest}");
+}
+
+#[test]
+fn json_logs() {
+    let (child, first, stderr) = start("json");
+    let v: serde_json::Value =
+        serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["fields"]["message"], "listening");
+    sigterm_and_wait(child, stderr);
+}
