@@ -437,9 +437,10 @@ fn positive_int<T: std::str::FromStr + PartialOrd + Default>(s: &str) -> Result<
 }
 
 impl Config {
-    /// Parses the process's flags and environment, then the config file they name.
-    pub fn load() -> Result<Self, ConfigError> {
-        Self::from_cli(Cli::parse())
+    /// Parses the given argv (program name first) and the environment, then
+    /// the config file they name. `--help`/`--version` print and exit, as usual.
+    pub fn from_args(args: Vec<String>) -> Result<Self, ConfigError> {
+        Self::from_cli(Cli::parse_from(args))
     }
 
     /// Merges already-parsed flags with the config file they name and validates.

@@ -15,7 +15,7 @@
 //! - [`exposition`]: rendering, format negotiation types, gzip.
 //! - [`stats`]: the `crypto_market_exporter_*` self-metrics.
 //! - [`state`]: the slots and the atomically swapped exposition.
-//! - [`server`]: the axum router.
+//! - [`server`]: the axum router; [`healthcheck`]: the container self-probe.
 //!
 //! [`run`] wires it together; `main.rs` only parses config and handles signals.
 
@@ -24,6 +24,7 @@ pub mod domain;
 pub mod exposition;
 pub mod filter;
 pub mod glob;
+pub mod healthcheck;
 pub mod logging;
 pub mod poller;
 pub mod server;

@@ -7,13 +7,29 @@ use crypto_market_exporter::{Config, logging, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::load() {
+    // `crypto-market-exporter healthcheck [flags]`: probe the running exporter
+    // configured by the same flags/env (for container HEALTHCHECKs).
+    let mut args: Vec<String> = std::env::args().collect();
+    let healthcheck = args.get(1).is_some_and(|a| a == "healthcheck");
+    if healthcheck {
+        args.remove(1);
+    }
+    let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("crypto-market-exporter: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
+    if healthcheck {
+        return match crypto_market_exporter::healthcheck::probe(config.listen_address) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("crypto-market-exporter: healthcheck failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     logging::init(config.log_level, config.log_format);
     match serve(config).await {
         Ok(()) => ExitCode::SUCCESS,

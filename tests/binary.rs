@@ -98,9 +98,18 @@ fn logfmt_serve_and_sigterm() {
         assert!(Instant::now() < deadline, "never ready");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let healthcheck = |addr: &str| {
+        Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
+            .args(["healthcheck", &format!("--web.listen-address={addr}")])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(healthcheck(&addr), "healthcheck against a running exporter");
     let metrics = get(&addr, "/metrics");
     assert!(metrics.contains("crypto_market_price{exchange=\"alphaex\",pair=\"btcusd\"}"));
     let rest = sigterm_and_wait(child, stderr);
+    assert!(!healthcheck(&addr), "healthcheck after shutdown");
     assert!(rest.contains("received SIGTERM"), "{rest}");
     assert!(rest.contains("message=stopped"), "{rest}");
 }

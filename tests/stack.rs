@@ -1,0 +1,241 @@
+//! The monitoring stack as code, checked offline: docker-compose.yml (no Docker
+//! engine here), Grafana provisioning and dashboard conventions. The dashboards'
+//! queries are executed against a real Prometheus in tests/e2e.rs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn yaml(path: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    serde_saphyr::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub fn dashboards() -> Vec<(String, Value)> {
+    let mut out: Vec<_> = std::fs::read_dir(root().join("grafana/dashboards"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), v)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn compose_file_is_complete_and_pinned() {
+    let compose = yaml("docker-compose.yml");
+    let services = compose["services"].as_object().unwrap();
+    for name in [
+        "exporter",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "mailpit",
+    ] {
+        assert!(services.contains_key(name), "service {name} missing");
+    }
+    let volumes = compose["volumes"].as_object().unwrap();
+    for (name, svc) in services {
+        // Pinned images: a tag that is a version, never `latest` or none.
+        let image = svc["image"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no image"));
+        if svc.get("build").is_none() {
+            let tag = image
+                .rsplit_once(':')
+                .map(|(_, t)| t)
+                .unwrap_or_else(|| panic!("{name}: unpinned image {image}"));
+            assert!(
+                tag != "latest" && tag.chars().any(|c| c.is_ascii_digit()),
+                "{name}: unpinned image {image}"
+            );
+        }
+        // A healthcheck everywhere, and dependencies wait for health.
+        assert!(
+            svc["healthcheck"]["test"].is_array(),
+            "{name}: no healthcheck"
+        );
+        if let Some(deps) = svc.get("depends_on") {
+            for (dep, cond) in deps.as_object().unwrap() {
+                assert!(
+                    services.contains_key(dep),
+                    "{name} depends on unknown {dep}"
+                );
+                assert_eq!(cond["condition"], "service_healthy", "{name} -> {dep}");
+            }
+        }
+        // Every mounted file exists; config is read-only; data is on named volumes.
+        for mount in svc
+            .get("volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let spec = mount.as_str().unwrap();
+            let parts: Vec<&str> = spec.split(':').collect();
+            if let Some(host) = parts[0].strip_prefix("./") {
+                assert!(
+                    root().join(host).exists(),
+                    "{name}: mounted {host} does not exist"
+                );
+                assert_eq!(
+                    parts.last(),
+                    Some(&"ro"),
+                    "{name}: config mount {spec} is not :ro"
+                );
+            } else {
+                assert!(
+                    volumes.contains_key(parts[0]),
+                    "{name}: volume {} not declared",
+                    parts[0]
+                );
+            }
+        }
+    }
+    // Secrets' default files exist.
+    for (name, secret) in compose["secrets"].as_object().unwrap() {
+        let file = secret["file"].as_str().unwrap();
+        let default = file
+            .split(":-")
+            .nth(1)
+            .map(|s| s.trim_end_matches('}'))
+            .unwrap_or(file);
+        assert!(
+            root().join(default.trim_start_matches("./")).exists(),
+            "secret {name}: {default} missing"
+        );
+    }
+    // 90 days of retention on a named volume; the demo source by default.
+    let prom = services["prometheus"]["command"].as_array().unwrap();
+    assert!(
+        prom.iter()
+            .any(|a| a == "--storage.tsdb.retention.time=90d")
+    );
+    assert_eq!(
+        services["exporter"]["environment"]["CRYPTO_MARKET_EXPORTER_SOURCE"],
+        "${CRYPTO_MARKET_EXPORTER_SOURCE:-demo}"
+    );
+}
+
+#[test]
+fn scrape_interval_matches_the_poll_interval() {
+    let compose = yaml("docker-compose.yml");
+    let prom = yaml("prometheus/prometheus.yml");
+    assert_eq!(
+        compose["services"]["exporter"]["environment"]["CRYPTO_MARKET_EXPORTER_POLL_INTERVAL"],
+        "60s"
+    );
+    assert_eq!(prom["global"]["scrape_interval"], "60s");
+    let ds = yaml("grafana/provisioning/datasources/prometheus.yml");
+    assert_eq!(ds["datasources"][0]["jsonData"]["timeInterval"], "60s");
+    assert_eq!(ds["datasources"][0]["uid"], "prometheus");
+    let provider = yaml("grafana/provisioning/dashboards/crypto-market.yml");
+    assert_eq!(provider["providers"][0]["allowUiUpdates"], false);
+}
+
+fn panels(d: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        out.push(p);
+        for inner in p
+            .get("panels")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            out.push(inner);
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboards_follow_the_conventions() {
+    let all = dashboards();
+    assert_eq!(all.len(), 3);
+    let mut uids = std::collections::HashSet::new();
+    for (file, d) in &all {
+        let uid = d["uid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: no uid"));
+        assert!(uids.insert(uid.to_owned()), "{file}: duplicate uid {uid}");
+        assert_eq!(format!("{uid}.json"), *file, "file named after its uid");
+        assert_eq!(
+            d["editable"], false,
+            "{file}: provisioned dashboards are not editable"
+        );
+        let vars = d["templating"]["list"].as_array().unwrap();
+        assert!(
+            vars.iter()
+                .any(|v| v["type"] == "datasource" && v["query"] == "prometheus"),
+            "{file}: no datasource variable"
+        );
+        for p in panels(d) {
+            let title = p["title"].as_str().unwrap();
+            assert!(!title.is_empty(), "{file}: untitled panel");
+            assert!(
+                p["description"].as_str().is_some_and(|s| s.len() > 10),
+                "{file}/{title}: no description"
+            );
+            assert!(
+                p["fieldConfig"]["defaults"]["unit"].as_str().is_some(),
+                "{file}/{title}: no unit"
+            );
+            assert_eq!(
+                p["datasource"]["uid"], "${datasource}",
+                "{file}/{title}: not on the datasource variable"
+            );
+            for t in p["targets"].as_array().unwrap() {
+                let expr = t["expr"].as_str().unwrap();
+                assert_eq!(t["datasource"]["uid"], "${datasource}", "{file}/{title}");
+                if expr.contains("rate(") {
+                    assert!(
+                        expr.contains("[$__rate_interval]"),
+                        "{file}/{title}: rate() without $__rate_interval: {expr}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn alert_dashboard_links_point_at_real_dashboards() {
+    let uids: Vec<String> = dashboards()
+        .iter()
+        .map(|(_, d)| d["uid"].as_str().unwrap().to_owned())
+        .collect();
+    let alerts =
+        std::fs::read_to_string(root().join("prometheus/rules/crypto-market.alerts.yml")).unwrap();
+    let mut links = 0;
+    for part in alerts.split("/d/").skip(1) {
+        let uid = part.split('/').next().unwrap();
+        assert!(
+            uids.iter().any(|u| u == uid),
+            "dashboard_url to unknown dashboard {uid}"
+        );
+        links += 1;
+    }
+    assert!(links >= 8);
+    // Every alert has a runbook section.
+    let runbook = std::fs::read_to_string(root().join("docs/runbook.md"))
+        .unwrap()
+        .to_lowercase();
+    for anchor in alerts.split("runbook.md#").skip(1) {
+        let anchor = anchor.split_whitespace().next().unwrap();
+        assert!(
+            runbook.contains(&format!("## {anchor}")),
+            "docs/runbook.md has no section #{anchor}"
+        );
+    }
+}
