@@ -1,0 +1,477 @@
+//! End to end with the real binaries (Debian's `prometheus`, `promtool` and
+//! `prometheus-alertmanager`, installed by .ci/run): the exporter against a fake
+//! upstream, Prometheus with the repo's rule files, Alertmanager with the shipped
+//! routes, and a webhook sink, all on 127.0.0.1 with ephemeral ports.
+//!
+//! 1. An hour of flat history is backfilled (`promtool tsdb create-blocks-from
+//!    openmetrics`); live data then shows kraken/btcusd at 3.5x its price.
+//! 2. Exactly that market reaches the sink, once, with its labels.
+//! 3. Every recording rule yields series; every Grafana panel query returns data.
+//!
+//! Set CME_E2E_KEEP=1 to keep the temporary directory (configs, logs, TSDB).
+//!
+//! Derived for speed, nothing else: rule group intervals become 5s (the `for:`
+//! durations stay), scrapes every 10s, and Alertmanager's waits become seconds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{Exporter, FakeUpstream, Reply, unmetered};
+use crypto_market_exporter::domain::{Gauge, Rejections, admit};
+use crypto_market_exporter::source::cryptowatch::parse;
+use serde_json::Value;
+
+const FIXTURE: &str = "cryptowatch/markets_summaries.excerpt.2023-08-19.json";
+const DEADLINE: Duration = Duration::from_secs(150);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A child process killed (by its own PID) when the test ends, pass or fail.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn binary(candidates: &[&'static str]) -> &'static str {
+    for c in candidates {
+        if Command::new(c)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+        {
+            return c;
+        }
+    }
+    panic!(
+        "none of {candidates:?} found: install Debian's prometheus and prometheus-alertmanager (.ci/run does)"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "cme-e2e-{}-{}",
+            std::process::id(),
+            unix_now() as u64
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("CME_E2E_KEEP").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One hour of the recording's values at the scrape interval (10s), ending 30s ago.
+fn backfill(dir: &Path, instance: &str) {
+    let page = parse(&unmetered(FIXTURE)).unwrap();
+    let mut rejections = Rejections::default();
+    let markets: Vec<_> = page
+        .markets
+        .into_iter()
+        .filter_map(|m| admit(m, &mut rejections))
+        .collect();
+    let end = unix_now() as i64 - 30;
+    let mut om = String::new();
+    for gauge in Gauge::ALL {
+        om.push_str(&format!("# TYPE {} gauge\n", gauge.name()));
+        for m in &markets {
+            let Some(v) = m.get(gauge) else { continue };
+            for i in (0..360).rev() {
+                om.push_str(&format!(
+                    "{}{{exchange=\"{}\",pair=\"{}\",job=\"crypto-market-exporter\",instance=\"{instance}\"}} {v} {}\n",
+                    gauge.name(),
+                    m.exchange,
+                    m.pair,
+                    end - i * 10
+                ));
+            }
+        }
+    }
+    om.push_str("# EOF\n");
+    let file = dir.join("backfill.om");
+    std::fs::write(&file, om).unwrap();
+    let out = Command::new(binary(&["promtool"]))
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&file)
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "backfill failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The repo's rule files with every group interval shortened to 5s.
+fn derived_rules(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root().join("prometheus/rules")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let fast: String = text
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("interval:") {
+                    "    interval: 5s".to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let target = dir.join(path.file_name().unwrap());
+        std::fs::write(&target, fast).unwrap();
+        out.push(target);
+    }
+    out
+}
+
+/// The shipped Alertmanager config with the same route tree and inhibitions, short
+/// waits, and every receiver replaced by a webhook to the sink (path = receiver name).
+fn derived_alertmanager(dir: &Path, sink: &str) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("alertmanager/alertmanager.yml")).unwrap();
+    let (head, _) = text
+        .split_once("\nreceivers:\n")
+        .expect("receivers: must be the last section");
+    let head = head
+        .lines()
+        .map(|l| {
+            let key = l.trim_start();
+            if key.starts_with("group_wait:") {
+                "  group_wait: 1s".to_owned()
+            } else if key.starts_with("group_interval:") {
+                "  group_interval: 5s".to_owned()
+            } else if key.starts_with("repeat_interval:") {
+                "  repeat_interval: 1h".to_owned()
+            } else if key.starts_with("- /etc/alertmanager/templates/") {
+                format!("  - {}/alertmanager/templates/*.tmpl", root().display())
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut config = format!("{head}\nreceivers:\n");
+    for receiver in ["email", "slack"] {
+        config.push_str(&format!(
+            "  - name: {receiver}\n    webhook_configs:\n      - url: {sink}/{receiver}\n        send_resolved: false\n"
+        ));
+    }
+    let path = dir.join("alertmanager.yml");
+    std::fs::write(&path, config).unwrap();
+    let check = Command::new(binary(&["amtool"]))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "derived config invalid: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    path
+}
+
+type Notifications = Arc<Mutex<Vec<(String, Value)>>>;
+
+async fn start_sink() -> (String, Notifications) {
+    let got: Notifications = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/{receiver}",
+        axum::routing::post(
+            move |axum::extract::Path(receiver): axum::extract::Path<String>, body: String| {
+                let g = g.clone();
+                async move {
+                    g.lock()
+                        .unwrap()
+                        .push((receiver, serde_json::from_str(&body).unwrap()));
+                    "ok"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+async fn query(client: &reqwest::Client, prom: &str, expr: &str) -> Vec<Value> {
+    let encoded: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let text = client
+        .post(format!("{prom}/api/v1/query"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("query={encoded}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(resp["status"], "success", "{expr}: {resp}");
+    resp["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn wait_until<F, Fut>(what: &str, started: Instant, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spike_reaches_the_sink_and_every_query_has_data() {
+    let started = Instant::now();
+    let prometheus = binary(&["prometheus"]);
+    let alertmanager = binary(&["prometheus-alertmanager", "alertmanager"]);
+    let dir = TempDir::new();
+
+    // Live data: the recording, with kraken/btcusd at 3.5x its recorded price.
+    let body = String::from_utf8(unmetered(FIXTURE).to_vec()).unwrap();
+    let spiked = body.replacen(
+        r#""kraken:btcusd":{"price":{"last":26115.1"#,
+        r#""kraken:btcusd":{"price":{"last":91402.85"#,
+        1,
+    );
+    assert_ne!(body, spiked);
+    let upstream = FakeUpstream::start(Reply::Json(spiked.into())).await;
+    let exporter = Exporter::start(&[
+        &format!("--cryptowatch.url={}", upstream.url),
+        "--poll.interval=10s",
+        "--cryptowatch.rate-limit.period=100ms",
+    ])
+    .await;
+    let instance = exporter.url.trim_start_matches("http://").to_owned();
+    let (sink, notifications) = start_sink().await;
+
+    backfill(&dir.0, &instance);
+    let rules = derived_rules(&dir.0);
+    let am_port = free_port();
+    let am_config = derived_alertmanager(&dir.0, &sink);
+    let _am = Proc(
+        Command::new(alertmanager)
+            .arg(format!("--config.file={}", am_config.display()))
+            .arg(format!("--storage.path={}", dir.0.join("am").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.0.join("alertmanager.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let prom_port = free_port();
+    let rule_list: Vec<String> = rules
+        .iter()
+        .map(|r| format!("  - {}", r.display()))
+        .collect();
+    let prom_config = format!(
+        "global:\n  scrape_interval: 10s\n  evaluation_interval: 5s\nrule_files:\n{}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: crypto-market-exporter\n    static_configs:\n      - targets: ['{instance}']\n",
+        rule_list.join("\n")
+    );
+    std::fs::write(dir.0.join("prometheus.yml"), prom_config).unwrap();
+    let _prom = Proc(
+        Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                dir.0.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.0.join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    let client = reqwest::Client::new();
+
+    // The backfilled hour is visible: 360 samples before the live ones.
+    wait_until("Prometheus with the backfilled hour", started, || async {
+        client.get(format!("{prom}/-/ready")).send().await.is_ok_and(|r| r.status().is_success())
+            && query(&client, &prom, r#"count_over_time(crypto_market_price{exchange="kraken",pair="btcusd"}[1h]) > 300"#).await.len() == 1
+    })
+    .await;
+
+    // 1. The spike reaches the sink: one notification, for that market only.
+    while notifications.lock().unwrap().is_empty() {
+        if started.elapsed() > DEADLINE {
+            let mut state = String::new();
+            for expr in [
+                r#"crypto_market_price{exchange="kraken",pair="btcusd"}"#,
+                r#"market:crypto_market_price:avg1h{exchange="kraken",pair="btcusd"}"#,
+                r#"market:crypto_market_price:count1h{exchange="kraken",pair="btcusd"}"#,
+                r#"market:crypto_market_price:min1h{exchange="kraken",pair="btcusd"}"#,
+                "ALERTS",
+            ] {
+                state.push_str(&format!(
+                    "{expr} = {:?}\n",
+                    query(&client, &prom, expr).await
+                ));
+            }
+            let logs = |f: &str| std::fs::read_to_string(dir.0.join(f)).unwrap_or_default();
+            panic!(
+                "no notification after {DEADLINE:?}\n{state}\nprometheus.log:\n{}\nalertmanager.log:\n{}",
+                logs("prometheus.log"),
+                logs("alertmanager.log")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await; // one more group_interval: nothing else may arrive
+    let got = notifications.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "exactly one notification expected: {got:#?}");
+    let (receiver, n) = &got[0];
+    assert_eq!(receiver, "email");
+    assert_eq!(n["status"], "firing");
+    assert_eq!(n["groupLabels"]["alertname"], "CryptoMarketSpike");
+    let alerts = n["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let labels = &alerts[0]["labels"];
+    assert_eq!(
+        (
+            labels["exchange"].as_str(),
+            labels["pair"].as_str(),
+            labels["metric"].as_str()
+        ),
+        (Some("kraken"), Some("btcusd"), Some("price"))
+    );
+    let description = alerts[0]["annotations"]["description"].as_str().unwrap();
+    assert!(
+        description.starts_with("The price of btcusd on kraken is 91.4k, 3."),
+        "{description}"
+    );
+    let firing = query(&client, &prom, r#"ALERTS{alertstate="firing"}"#).await;
+    assert_eq!(firing.len(), 1, "only one alert may fire: {firing:#?}");
+
+    // 2. Every recording rule yields series.
+    let rules = client
+        .get(format!("{prom}/api/v1/rules?type=record"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rules: Value = serde_json::from_str(&rules).unwrap();
+    let names: Vec<String> = rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| {
+            g["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert!(names.len() >= 50, "{names:?}");
+    for name in &names {
+        wait_until(&format!("series of {name}"), started, || async {
+            !query(&client, &prom, name).await.is_empty()
+        })
+        .await;
+    }
+
+    // 3. Every Grafana panel query, variables substituted, returns data.
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("grafana/dashboards")).unwrap() {
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        let mut exprs: Vec<(String, String)> = Vec::new();
+        for p in dashboard["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                exprs.push((
+                    p["title"].as_str().unwrap().to_owned(),
+                    t["expr"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+        for a in dashboard["annotations"]["list"].as_array().unwrap() {
+            if let Some(expr) = a["expr"].as_str() {
+                exprs.push((a["name"].as_str().unwrap().to_owned(), expr.to_owned()));
+            }
+        }
+        for (title, expr) in exprs {
+            let expr = expr
+                .replace("$exchange", "kraken")
+                .replace("$pair", "btcusd")
+                .replace("$instance", ".*")
+                .replace("$source", "cryptowatch")
+                .replace("$__rate_interval", "40s"); // Grafana: 4x the 10s scrape interval
+            let result = query(&client, &prom, &expr).await;
+            assert!(
+                !result.is_empty(),
+                "{}: panel {title:?} has no data for {expr}",
+                dashboard["uid"]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} panel queries found");
+    drop(upstream);
+    exporter.stop().await;
+}
