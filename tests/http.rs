@@ -8,7 +8,7 @@ mod common;
 use std::io::Read;
 use std::path::PathBuf;
 
-use common::{Exporter, FakeUpstream, Metrics, Reply, fixture};
+use common::{Exporter, FakeUpstream, Reply, fixture};
 
 const EXCERPT: &str = "cryptowatch/markets_summaries.excerpt.2023-08-19.json";
 
@@ -181,14 +181,11 @@ async fn probes_landing_page_and_errors() {
     assert_eq!(missing.status(), 404, "telemetry path moved");
     assert_eq!(missing.text().await.unwrap(), "404 not found: /metrics\n");
 
-    let m = Metrics(
-        exporter
-            .get("/custom/metrics", &[])
-            .await
-            .text()
-            .await
-            .unwrap(),
-    );
+    let m = exporter
+        .wait_for("the failed first poll", |m| {
+            m.failures("invalid_response") >= 1.0
+        })
+        .await;
     assert_eq!(m.failures("invalid_response"), 1.0);
     assert_eq!(m.count("crypto_market_price"), 0);
     assert_eq!(

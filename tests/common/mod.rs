@@ -151,6 +151,8 @@ async fn respond(reply: Reply) -> Response {
 /// The exporter under test, serving on 127.0.0.1:0.
 pub struct Exporter {
     pub url: String,
+    /// From `--web.telemetry-path=`, else `/metrics`.
+    metrics_path: String,
     client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), crypto_market_exporter::Error>>>,
@@ -160,6 +162,11 @@ impl Exporter {
     pub async fn start(args: &[&str]) -> Self {
         let mut argv = vec!["crypto-market-exporter"];
         argv.extend_from_slice(args);
+        let metrics_path = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--web.telemetry-path="))
+            .unwrap_or("/metrics")
+            .to_owned();
         let config = Config::from_cli(Cli::try_parse_from(argv).unwrap()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -171,6 +178,7 @@ impl Exporter {
         let client = reqwest::Client::builder().no_gzip().build().unwrap();
         Self {
             url,
+            metrics_path,
             client,
             stop: Some(stop),
             task: Some(task),
@@ -186,7 +194,11 @@ impl Exporter {
     }
 
     pub async fn metrics(&self) -> String {
-        self.get("/metrics", &[]).await.text().await.unwrap()
+        self.get(&self.metrics_path, &[])
+            .await
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Scrapes until `pred` holds; panics after [`PATIENCE`].
