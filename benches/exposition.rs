@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code
 
-use crypto_market_exporter::domain::{Market, Rejections, admit};
+use crypto_market_exporter::domain::{Market, Rejections, admit_all};
 use crypto_market_exporter::exposition::{Exposition, Format, MarketFragments};
 use crypto_market_exporter::filter::MarketFilter;
 use crypto_market_exporter::source::SourceKind;
@@ -28,11 +28,7 @@ fn body() -> Vec<u8> {
 fn snapshot(body: &[u8]) -> Vec<Market> {
     let page = parse(body).unwrap();
     let mut rejections = Rejections::default();
-    let markets: Vec<_> = page
-        .markets
-        .into_iter()
-        .filter_map(|m| admit(m, &mut rejections))
-        .collect();
+    let markets = admit_all(page.markets, &mut rejections);
     MarketFilter::default().apply(markets).markets
 }
 

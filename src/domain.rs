@@ -190,6 +190,13 @@ pub fn admit(raw: RawMarket, rejections: &mut Rejections) -> Option<Market> {
     })
 }
 
+/// Validates a whole poll's markets, accumulating what was dropped.
+pub fn admit_all(raw: Vec<RawMarket>, rejections: &mut Rejections) -> Vec<Market> {
+    raw.into_iter()
+        .filter_map(|m| admit(m, rejections))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

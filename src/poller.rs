@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::PollConfig;
-use crate::domain::admit;
+use crate::domain::admit_all;
 use crate::exposition::MarketFragments;
 use crate::filter::MarketFilter;
 use crate::source::{Credits, Fetched, Source, SourceError};
@@ -121,11 +121,7 @@ impl Poller {
         let filter = self.filter.clone();
         tokio::task::spawn_blocking(move || {
             let mut rejections = fetched.rejections;
-            let admitted: Vec<_> = fetched
-                .markets
-                .into_iter()
-                .filter_map(|m| admit(m, &mut rejections))
-                .collect();
+            let admitted = admit_all(fetched.markets, &mut rejections);
             let filtered = filter.apply(admitted);
             let fragments = MarketFragments::render(&filtered.markets);
             let report = PollReport {

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{Exporter, FakeUpstream, Reply, unmetered};
-use crypto_market_exporter::domain::{Gauge, Rejections, admit};
+use crypto_market_exporter::domain::{Gauge, Rejections, admit_all};
 use crypto_market_exporter::source::cryptowatch::parse;
 use serde_json::Value;
 
@@ -104,11 +104,7 @@ impl Drop for TempDir {
 fn backfill(dir: &Path, instance: &str) {
     let page = parse(&unmetered(FIXTURE)).unwrap();
     let mut rejections = Rejections::default();
-    let markets: Vec<_> = page
-        .markets
-        .into_iter()
-        .filter_map(|m| admit(m, &mut rejections))
-        .collect();
+    let markets = admit_all(page.markets, &mut rejections);
     let end = unix_now() as i64 - 30;
     let mut om = String::new();
     for gauge in Gauge::ALL {
