@@ -43,22 +43,19 @@ impl Poller {
         let mut rng = fastrand::Rng::new();
         loop {
             let started = Instant::now();
-            let outcome = tokio::select! {
+            let polled = tokio::select! {
                 r = self.source.poll() => r,
                 _ = shutdown.wait_for(|s| *s) => return,
             };
+            let outcome = match polled {
+                Ok(fetched) => self.ingest(fetched).await,
+                Err(e) => Err(e),
+            };
             let delay = match outcome {
-                Ok(fetched) => {
+                Ok((markets, report)) => {
                     let was_failing = failures > 0;
                     failures = 0;
-                    let credits = fetched.credits;
-                    let (markets, report) = match self.ingest(fetched).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(source = name, error = %e, "processing a poll failed");
-                            return;
-                        }
-                    };
+                    let credits = report.credits;
                     self.slot.markets.store(Some(Arc::new(markets)));
                     self.slot.metrics.poll_succeeded(report, SystemTime::now());
                     if was_failing {
@@ -114,10 +111,7 @@ impl Poller {
     }
 
     /// Validation, filtering and rendering, on a blocking thread.
-    async fn ingest(
-        &self,
-        fetched: Fetched,
-    ) -> Result<(MarketFragments, PollReport), tokio::task::JoinError> {
+    async fn ingest(&self, fetched: Fetched) -> Result<(MarketFragments, PollReport), SourceError> {
         let filter = self.filter.clone();
         tokio::task::spawn_blocking(move || {
             let mut rejections = fetched.rejections;
@@ -134,6 +128,9 @@ impl Poller {
             (fragments, report)
         })
         .await
+        // Only a bug could make this task fail; it then counts as a failed poll
+        // and the last good data stays.
+        .map_err(|e| SourceError::Decode(format!("processing the response failed: {e}")))
     }
 }
 
