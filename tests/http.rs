@@ -231,3 +231,39 @@ async fn demo_source_needs_no_network() {
     assert_eq!(exporter.get("/-/ready", &[]).await.status(), 200);
     exporter.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_sources_share_one_valid_exposition() {
+    let (_upstream, exporter) =
+        exporter_on_excerpt(&["--source=cryptowatch,demo", "--demo.markets=20"]).await;
+    let m = exporter
+        .wait_for("both sources", |m| {
+            m.successes() >= 1.0
+                && m.get("crypto_market_exporter_polls_total{source=\"demo\",result=\"success\"}")
+                    .unwrap_or(0.0)
+                    >= 1.0
+        })
+        .await;
+    // Each family appears once, with both sources' samples under it.
+    for name in [
+        "crypto_market_price",
+        "crypto_market_volume_24h",
+        "crypto_market_exporter_up",
+    ] {
+        let headers =
+            m.0.lines()
+                .filter(|l| *l == format!("# TYPE {name} gauge"))
+                .count();
+        assert_eq!(headers, 1, "{name}");
+    }
+    assert_eq!(m.count("crypto_market_price"), 11 + 20);
+    assert_eq!(
+        m.value("crypto_market_exporter_markets{source=\"demo\"}"),
+        20.0
+    );
+    assert_eq!(
+        m.value("crypto_market_exporter_markets{source=\"cryptowatch\"}"),
+        12.0
+    );
+    exporter.stop().await;
+}
