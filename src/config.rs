@@ -35,6 +35,134 @@ impl ConfigError {
     }
 }
 
+/// The flags every network source has, under its own prefix (`--kraken.url`,
+/// `--kraken.rate-limit.period`, ...). A macro because clap needs the flag
+/// names as literals; each source gets its own `Args` struct from it.
+macro_rules! network_source_args {
+    ($ty:ident, $name:literal, $env:literal, $url:literal, $period:literal) => {
+        #[derive(Debug, Default, Clone, clap::Args)]
+        pub struct $ty {
+            #[arg(
+                id = concat!($name, ".url"),
+                long = concat!($name, ".url"),
+                env = concat!("CRYPTO_MARKET_EXPORTER_", $env, "_URL"),
+                value_name = "URL",
+                help = concat!("Base URL of the ", $name, " API. [default: ", $url, "]")
+            )]
+            pub url: Option<String>,
+            #[arg(
+                id = concat!($name, ".poll-interval"),
+                long = concat!($name, ".poll-interval"),
+                env = concat!("CRYPTO_MARKET_EXPORTER_", $env, "_POLL_INTERVAL"),
+                value_name = "DURATION",
+                help = concat!("Interval between polls of ", $name, ". [default: --poll.interval]")
+            )]
+            pub poll_interval: Option<String>,
+            #[arg(
+                id = concat!($name, ".timeout"),
+                long = concat!($name, ".timeout"),
+                env = concat!("CRYPTO_MARKET_EXPORTER_", $env, "_TIMEOUT"),
+                value_name = "DURATION",
+                help = concat!("Whole-request timeout for ", $name, ", body included. [default: 30s]")
+            )]
+            pub timeout: Option<String>,
+            #[arg(
+                id = concat!($name, ".connect-timeout"),
+                long = concat!($name, ".connect-timeout"),
+                env = concat!("CRYPTO_MARKET_EXPORTER_", $env, "_CONNECT_TIMEOUT"),
+                value_name = "DURATION",
+                help = concat!("TCP+TLS connect timeout for ", $name, ". [default: 5s]")
+            )]
+            pub connect_timeout: Option<String>,
+            #[arg(
+                id = concat!($name, ".max-body-size"),
+                long = concat!($name, ".max-body-size"),
+                env = concat!("CRYPTO_MARKET_EXPORTER_", $env, "_MAX_BODY_SIZE"),
+                value_name = "SIZE",
+                help = concat!("Largest response body accepted from ", $name, ". [default: 64MiB]")
+            )]
+            pub max_body_size: Option<String>,
+            #[arg(
+                id = concat!($name, ".rate-limit.period"),
+                long = concat!($name, ".rate-limit.period"),
+                env = concat!("CRYPTO_MARKET_EXPORTER_", $env, "_RATE_LIMIT_PERIOD"),
+                value_name = "DURATION",
+                help = concat!("Rate limiter of ", $name, ": one request per this period after the burst. [default: ", $period, "]")
+            )]
+            pub rate_limit_period: Option<String>,
+            #[arg(
+                id = concat!($name, ".rate-limit.burst"),
+                long = concat!($name, ".rate-limit.burst"),
+                env = concat!("CRYPTO_MARKET_EXPORTER_", $env, "_RATE_LIMIT_BURST"),
+                value_name = "N",
+                help = concat!("Rate limiter of ", $name, ": requests allowed back to back. [default: 1]")
+            )]
+            pub rate_limit_burst: Option<String>,
+        }
+
+        impl From<&$ty> for NetworkArgs {
+            fn from(a: &$ty) -> Self {
+                NetworkArgs {
+                    url: a.url.clone(),
+                    poll_interval: a.poll_interval.clone(),
+                    timeout: a.timeout.clone(),
+                    connect_timeout: a.connect_timeout.clone(),
+                    max_body_size: a.max_body_size.clone(),
+                    rate_limit_period: a.rate_limit_period.clone(),
+                    rate_limit_burst: a.rate_limit_burst.clone(),
+                }
+            }
+        }
+    };
+}
+
+network_source_args!(
+    CryptowatchArgs,
+    "cryptowatch",
+    "CRYPTOWATCH",
+    "https://api.cryptowat.ch",
+    "1s"
+);
+network_source_args!(
+    KrakenArgs,
+    "kraken",
+    "KRAKEN",
+    "https://api.kraken.com",
+    "1s"
+);
+network_source_args!(
+    BinanceArgs,
+    "binance",
+    "BINANCE",
+    "https://api.binance.com",
+    "1s"
+);
+network_source_args!(
+    CoinbaseArgs,
+    "coinbase",
+    "COINBASE",
+    "https://api.exchange.coinbase.com",
+    "125ms"
+);
+
+/// The per-source flags once out of their source-specific struct.
+#[derive(Debug, Default)]
+struct NetworkArgs {
+    url: Option<String>,
+    poll_interval: Option<String>,
+    timeout: Option<String>,
+    connect_timeout: Option<String>,
+    max_body_size: Option<String>,
+    rate_limit_period: Option<String>,
+    rate_limit_burst: Option<String>,
+}
+
+/// Defaults that differ between network sources.
+struct NetworkDefaults {
+    url: &'static str,
+    rate_limit_period: Duration,
+}
+
 /// Command-line flags. Every field is optional so that "not given" can fall
 /// through to the config file and then to the default.
 #[derive(Debug, Default, Parser)]
@@ -140,13 +268,8 @@ pub struct Cli {
         value_name = "N"
     )]
     pub markets_max: Option<String>,
-    /// Base URL of the Cryptowatch-compatible API. [default: https://api.cryptowat.ch]
-    #[arg(
-        long = "cryptowatch.url",
-        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_URL",
-        value_name = "URL"
-    )]
-    pub cryptowatch_url: Option<String>,
+    #[command(flatten)]
+    pub cryptowatch: CryptowatchArgs,
     /// File holding the Cryptowatch API key (sent as X-CW-API-Key).
     #[arg(
         long = "cryptowatch.api-key-file",
@@ -154,41 +277,12 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub cryptowatch_api_key_file: Option<PathBuf>,
-    /// Whole-request timeout for Cryptowatch, body included. [default: 30s]
-    #[arg(
-        long = "cryptowatch.timeout",
-        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_TIMEOUT",
-        value_name = "DURATION"
-    )]
-    pub cryptowatch_timeout: Option<String>,
-    /// TCP+TLS connect timeout for Cryptowatch. [default: 5s]
-    #[arg(
-        long = "cryptowatch.connect-timeout",
-        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_CONNECT_TIMEOUT",
-        value_name = "DURATION"
-    )]
-    pub cryptowatch_connect_timeout: Option<String>,
-    /// Largest response body accepted from Cryptowatch. [default: 64MiB]
-    #[arg(
-        long = "cryptowatch.max-body-size",
-        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_MAX_BODY_SIZE",
-        value_name = "SIZE"
-    )]
-    pub cryptowatch_max_body_size: Option<String>,
-    /// Rate limiter: one request per this period (after the burst). [default: 1s]
-    #[arg(
-        long = "cryptowatch.rate-limit.period",
-        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_RATE_LIMIT_PERIOD",
-        value_name = "DURATION"
-    )]
-    pub cryptowatch_rate_limit_period: Option<String>,
-    /// Rate limiter: requests allowed back to back. [default: 1]
-    #[arg(
-        long = "cryptowatch.rate-limit.burst",
-        env = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_RATE_LIMIT_BURST",
-        value_name = "N"
-    )]
-    pub cryptowatch_rate_limit_burst: Option<String>,
+    #[command(flatten)]
+    pub kraken: KrakenArgs,
+    #[command(flatten)]
+    pub binance: BinanceArgs,
+    #[command(flatten)]
+    pub coinbase: CoinbaseArgs,
     /// Seed of the demo source's random walks. [default: 1]
     #[arg(
         long = "demo.seed",
@@ -222,7 +316,13 @@ struct FileConfig {
     #[serde(default)]
     markets: FileMarkets,
     #[serde(default)]
-    cryptowatch: FileCryptowatch,
+    cryptowatch: FileNetwork,
+    #[serde(default)]
+    kraken: FileNetwork,
+    #[serde(default)]
+    binance: FileNetwork,
+    #[serde(default)]
+    coinbase: FileNetwork,
     #[serde(default)]
     demo: FileDemo,
 }
@@ -267,9 +367,11 @@ struct FileMarkets {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileCryptowatch {
+struct FileNetwork {
     url: Option<Scalar>,
+    /// Cryptowatch only; rejected with a clear message elsewhere.
     api_key_file: Option<PathBuf>,
+    poll_interval: Option<Scalar>,
     timeout: Option<Scalar>,
     connect_timeout: Option<Scalar>,
     max_body_size: Option<Scalar>,
@@ -363,11 +465,19 @@ pub struct HttpConfig {
     pub rate_limit_burst: NonZeroU32,
 }
 
+/// Where and how to reach one network source.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    pub url: reqwest::Url,
+    pub http: HttpConfig,
+    /// This source's poll interval, when it overrides `poll.interval`.
+    pub poll_interval: Option<Duration>,
+}
+
 #[derive(Debug, Clone)]
 pub struct CryptowatchConfig {
-    pub url: reqwest::Url,
+    pub network: NetworkConfig,
     pub api_key: Option<Secret>,
-    pub http: HttpConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -392,7 +502,30 @@ pub struct Config {
     pub poll: PollConfig,
     pub filter: MarketFilter,
     pub cryptowatch: CryptowatchConfig,
+    pub kraken: NetworkConfig,
+    pub binance: NetworkConfig,
+    pub coinbase: NetworkConfig,
     pub demo: DemoConfig,
+}
+
+impl Config {
+    /// The polling settings of one source: its own interval where it has one.
+    pub fn poll_for(&self, kind: SourceKind) -> PollConfig {
+        let own = match kind {
+            SourceKind::Cryptowatch => self.cryptowatch.network.poll_interval,
+            SourceKind::Kraken => self.kraken.poll_interval,
+            SourceKind::Binance => self.binance.poll_interval,
+            SourceKind::Coinbase => self.coinbase.poll_interval,
+            SourceKind::Demo => None,
+        };
+        match own {
+            Some(interval) => PollConfig {
+                interval,
+                max_backoff: self.poll.max_backoff.max(interval),
+            },
+            None => self.poll.clone(),
+        }
+    }
 }
 
 /// Picks flag/env first, then the file; remembers which one for the message.
@@ -564,13 +697,15 @@ impl Config {
             positive_duration,
         )?;
         // The default grows with the interval so that `--poll.interval=1h` alone is valid.
+        let backoff_picked = pick(
+            cli.poll_max_backoff.as_deref(),
+            "--poll.max-backoff",
+            file.poll.max_backoff.as_ref(),
+            "poll.max_backoff",
+        );
+        let explicit_backoff = backoff_picked.is_some();
         let max_backoff = parse_or(
-            pick(
-                cli.poll_max_backoff.as_deref(),
-                "--poll.max-backoff",
-                file.poll.max_backoff.as_ref(),
-                "poll.max_backoff",
-            ),
+            backoff_picked,
             Duration::from_secs(600).max(interval),
             positive_duration,
         )?;
@@ -619,16 +754,14 @@ impl Config {
         };
 
         let cw = &file.cryptowatch;
-        let url = parse_or(
-            pick(
-                cli.cryptowatch_url.as_deref(),
-                "--cryptowatch.url",
-                cw.url.as_ref(),
-                "cryptowatch.url",
-            ),
-            reqwest::Url::parse("https://api.cryptowat.ch")
-                .map_err(|e| ConfigError::new(e.to_string()))?,
-            parse_base_url,
+        let cryptowatch_network = network(
+            "cryptowatch",
+            (&cli.cryptowatch).into(),
+            cw,
+            &NetworkDefaults {
+                url: "https://api.cryptowat.ch",
+                rate_limit_period: Duration::from_secs(1),
+            },
         )?;
         let (key_file, key_origin) = match (&cli.cryptowatch_api_key_file, &cw.api_key_file) {
             (Some(p), _) => (Some(p.clone()), "--cryptowatch.api-key-file"),
@@ -644,68 +777,60 @@ impl Config {
                 _ => None,
             },
         };
-        let timeout = parse_or(
-            pick(
-                cli.cryptowatch_timeout.as_deref(),
-                "--cryptowatch.timeout",
-                cw.timeout.as_ref(),
-                "cryptowatch.timeout",
-            ),
-            Duration::from_secs(30),
-            positive_duration,
+        let kraken = network(
+            "kraken",
+            (&cli.kraken).into(),
+            &file.kraken,
+            &NetworkDefaults {
+                url: "https://api.kraken.com",
+                rate_limit_period: Duration::from_secs(1),
+            },
         )?;
-        let connect_timeout = parse_or(
-            pick(
-                cli.cryptowatch_connect_timeout.as_deref(),
-                "--cryptowatch.connect-timeout",
-                cw.connect_timeout.as_ref(),
-                "cryptowatch.connect_timeout",
-            ),
-            Duration::from_secs(5).min(timeout),
-            positive_duration,
+        let binance = network(
+            "binance",
+            (&cli.binance).into(),
+            &file.binance,
+            &NetworkDefaults {
+                url: "https://api.binance.com",
+                rate_limit_period: Duration::from_secs(1),
+            },
         )?;
-        if connect_timeout > timeout {
-            return Err(ConfigError::new(
-                "cryptowatch.connect_timeout: must not exceed cryptowatch.timeout",
-            ));
+        // Coinbase allows 10 requests/s per IP; 8/s leaves room for clock skew.
+        let coinbase = network(
+            "coinbase",
+            (&cli.coinbase).into(),
+            &file.coinbase,
+            &NetworkDefaults {
+                url: "https://api.exchange.coinbase.com",
+                rate_limit_period: Duration::from_millis(125),
+            },
+        )?;
+        for (name, f) in [
+            ("kraken", &file.kraken),
+            ("binance", &file.binance),
+            ("coinbase", &file.coinbase),
+        ] {
+            if f.api_key_file.is_some() {
+                return Err(ConfigError::new(format!(
+                    "{name}.api_key_file: only the cryptowatch source takes an API key (the {name} source reads public endpoints)"
+                )));
+            }
         }
-        let max_body_size = parse_or(
-            pick(
-                cli.cryptowatch_max_body_size.as_deref(),
-                "--cryptowatch.max-body-size",
-                cw.max_body_size.as_ref(),
-                "cryptowatch.max_body_size",
-            ),
-            64 << 20,
-            |s| match parse_bytes(s)? {
-                0 => Err(format!("must be greater than 0, got {s:?}")),
-                n => Ok(n),
-            },
-        )?;
-        let rate_limit_period = parse_or(
-            pick(
-                cli.cryptowatch_rate_limit_period.as_deref(),
-                "--cryptowatch.rate-limit.period",
-                cw.rate_limit.period.as_ref(),
-                "cryptowatch.rate_limit.period",
-            ),
-            Duration::from_secs(1),
-            positive_duration,
-        )?;
-        let rate_limit_burst = parse_or(
-            pick(
-                cli.cryptowatch_rate_limit_burst.as_deref(),
-                "--cryptowatch.rate-limit.burst",
-                cw.rate_limit.burst.as_ref(),
-                "cryptowatch.rate_limit.burst",
-            ),
-            NonZeroU32::MIN,
-            |s| {
-                positive_int::<u32>(s).and_then(|n| {
-                    NonZeroU32::new(n).ok_or_else(|| "must be greater than 0".to_owned())
-                })
-            },
-        )?;
+        // Backoff must be able to wait at least one interval of every source.
+        let longest = [&cryptowatch_network, &kraken, &binance, &coinbase]
+            .iter()
+            .filter_map(|n| n.poll_interval)
+            .max();
+        if let Some(longest) = longest
+            && explicit_backoff
+            && max_backoff < longest
+        {
+            return Err(ConfigError::new(format!(
+                "poll.max_backoff: must be at least the longest per-source poll interval ({}), got {}",
+                crate::units::format_duration(longest),
+                crate::units::format_duration(max_backoff)
+            )));
+        }
 
         let seed = parse_or(
             pick(
@@ -747,22 +872,121 @@ impl Config {
             },
             filter,
             cryptowatch: CryptowatchConfig {
-                url,
+                network: cryptowatch_network,
                 api_key,
-                http: HttpConfig {
-                    timeout,
-                    connect_timeout,
-                    max_body_size,
-                    rate_limit_period,
-                    rate_limit_burst,
-                },
             },
+            kraken,
+            binance,
+            coinbase,
             demo: DemoConfig {
                 seed,
                 markets: demo_markets,
             },
         })
     }
+}
+
+/// Reads one network source's settings: `--<name>.*` flags and env vars
+/// over the `<name>:` section of the file over the defaults.
+fn network(
+    name: &str,
+    cli: NetworkArgs,
+    file: &FileNetwork,
+    defaults: &NetworkDefaults,
+) -> Result<NetworkConfig, ConfigError> {
+    let flag = |opt: &str| format!("--{name}.{opt}");
+    let key = |opt: &str| format!("{name}.{opt}");
+    let url = parse_or(
+        pick(
+            cli.url.as_deref(),
+            &flag("url"),
+            file.url.as_ref(),
+            &key("url"),
+        ),
+        reqwest::Url::parse(defaults.url).map_err(|e| ConfigError::new(e.to_string()))?,
+        parse_base_url,
+    )?;
+    let poll_interval = match pick(
+        cli.poll_interval.as_deref(),
+        &flag("poll-interval"),
+        file.poll_interval.as_ref(),
+        &key("poll_interval"),
+    ) {
+        None => None,
+        picked => Some(parse_or(picked, Duration::ZERO, positive_duration)?),
+    };
+    let timeout = parse_or(
+        pick(
+            cli.timeout.as_deref(),
+            &flag("timeout"),
+            file.timeout.as_ref(),
+            &key("timeout"),
+        ),
+        Duration::from_secs(30),
+        positive_duration,
+    )?;
+    let connect_timeout = parse_or(
+        pick(
+            cli.connect_timeout.as_deref(),
+            &flag("connect-timeout"),
+            file.connect_timeout.as_ref(),
+            &key("connect_timeout"),
+        ),
+        Duration::from_secs(5).min(timeout),
+        positive_duration,
+    )?;
+    if connect_timeout > timeout {
+        return Err(ConfigError::new(format!(
+            "{name}.connect_timeout: must not exceed {name}.timeout"
+        )));
+    }
+    let max_body_size = parse_or(
+        pick(
+            cli.max_body_size.as_deref(),
+            &flag("max-body-size"),
+            file.max_body_size.as_ref(),
+            &key("max_body_size"),
+        ),
+        64 << 20,
+        |s| match parse_bytes(s)? {
+            0 => Err(format!("must be greater than 0, got {s:?}")),
+            n => Ok(n),
+        },
+    )?;
+    let rate_limit_period = parse_or(
+        pick(
+            cli.rate_limit_period.as_deref(),
+            &flag("rate-limit.period"),
+            file.rate_limit.period.as_ref(),
+            &key("rate_limit.period"),
+        ),
+        defaults.rate_limit_period,
+        positive_duration,
+    )?;
+    let rate_limit_burst = parse_or(
+        pick(
+            cli.rate_limit_burst.as_deref(),
+            &flag("rate-limit.burst"),
+            file.rate_limit.burst.as_ref(),
+            &key("rate_limit.burst"),
+        ),
+        NonZeroU32::MIN,
+        |s| {
+            positive_int::<u32>(s)
+                .and_then(|n| NonZeroU32::new(n).ok_or_else(|| "must be greater than 0".to_owned()))
+        },
+    )?;
+    Ok(NetworkConfig {
+        url,
+        http: HttpConfig {
+            timeout,
+            connect_timeout,
+            max_body_size,
+            rate_limit_period,
+            rate_limit_burst,
+        },
+        poll_interval,
+    })
 }
 
 fn parse_base_url(s: &str) -> Result<reqwest::Url, String> {
@@ -826,8 +1050,11 @@ mod tests {
         assert_eq!(c.telemetry_path, "/metrics");
         assert_eq!(c.sources, vec![SourceKind::Cryptowatch]);
         assert_eq!(c.poll.interval, Duration::from_secs(60));
-        assert_eq!(c.cryptowatch.url.as_str(), "https://api.cryptowat.ch/");
-        assert_eq!(c.cryptowatch.http.max_body_size, 64 << 20);
+        assert_eq!(
+            c.cryptowatch.network.url.as_str(),
+            "https://api.cryptowat.ch/"
+        );
+        assert_eq!(c.cryptowatch.network.http.max_body_size, 64 << 20);
         assert_eq!(c.filter.max_markets, 50_000);
     }
 
@@ -847,7 +1074,7 @@ mod tests {
     #[test]
     fn numbers_in_yaml_are_accepted() {
         let c = merge(&[], "cryptowatch:\n  rate_limit:\n    burst: 3\n").unwrap();
-        assert_eq!(c.cryptowatch.http.rate_limit_burst.get(), 3);
+        assert_eq!(c.cryptowatch.network.http.rate_limit_burst.get(), 3);
     }
 
     #[test]

@@ -82,6 +82,8 @@ impl Gauge {
 pub struct RawMarket {
     pub exchange: String,
     pub pair: String,
+    /// Base and quote currency symbols (`btc`, `usd`), where the source tells them.
+    pub assets: Option<Assets>,
     /// Indexed by `Gauge as usize`; `None` where the source does not report it.
     pub values: [Option<f64>; Gauge::COUNT],
 }
@@ -92,7 +94,29 @@ pub struct RawMarket {
 pub struct Market {
     pub exchange: String,
     pub pair: String,
+    pub assets: Option<Assets>,
     pub values: [Option<f64>; Gauge::COUNT],
+}
+
+/// The two currencies of a pair, lowercase as in Cryptowatch (`btc`, `usdt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assets {
+    pub base: String,
+    pub quote: String,
+}
+
+impl Assets {
+    pub fn new(base: &str, quote: &str) -> Self {
+        Self {
+            base: base.to_ascii_lowercase(),
+            quote: quote.to_ascii_lowercase(),
+        }
+    }
+
+    /// The pair symbol in Cryptowatch's style: base then quote, lowercase.
+    pub fn pair(&self) -> String {
+        format!("{}{}", self.base, self.quote)
+    }
 }
 
 impl Market {
@@ -109,14 +133,22 @@ pub enum RejectReason {
     Negative,
     /// A whole market entry whose key or shape could not be read.
     InvalidKey,
+    /// A market missing from the source's pair listing (Kraken AssetPairs,
+    /// Binance exchangeInfo), so its base/quote are unknown until the next refresh.
+    UnknownPair,
+    /// A listed market whose data could not be fetched this poll (Coinbase
+    /// per-product stats).
+    Unavailable,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 4] = [
+    pub const ALL: [RejectReason; 6] = [
         RejectReason::Nan,
         RejectReason::Infinite,
         RejectReason::Negative,
         RejectReason::InvalidKey,
+        RejectReason::UnknownPair,
+        RejectReason::Unavailable,
     ];
 
     pub fn reason(self) -> &'static str {
@@ -125,6 +157,8 @@ impl RejectReason {
             RejectReason::Infinite => "infinite",
             RejectReason::Negative => "negative",
             RejectReason::InvalidKey => "invalid_key",
+            RejectReason::UnknownPair => "unknown_pair",
+            RejectReason::Unavailable => "unavailable",
         }
     }
 }
@@ -133,7 +167,7 @@ impl RejectReason {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rejections {
     /// Values (or whole entries) dropped, indexed by `RejectReason as usize`.
-    pub values: [u64; 4],
+    pub values: [u64; RejectReason::ALL.len()],
     /// Markets whose last price was 0 (no trade in 24 h): exported without price gauges.
     pub no_trades: u64,
 }
@@ -186,6 +220,7 @@ pub fn admit(raw: RawMarket, rejections: &mut Rejections) -> Option<Market> {
     Some(Market {
         exchange: raw.exchange,
         pair: raw.pair,
+        assets: raw.assets,
         values,
     })
 }
@@ -205,6 +240,7 @@ mod tests {
         RawMarket {
             exchange: "kraken".into(),
             pair: "btcusd".into(),
+            assets: None,
             values,
         }
     }
@@ -243,7 +279,7 @@ mod tests {
             m.values,
             [Some(1.0), None, None, None, None, Some(4.0), None]
         );
-        assert_eq!(r.values, [1, 2, 1, 0]);
+        assert_eq!(r.values, [1, 2, 1, 0, 0, 0]);
     }
 
     #[test]

@@ -207,12 +207,25 @@ impl MarketFragments {
             let mut out = String::with_capacity(markets.len() * 72);
             for m in markets {
                 if let Some(v) = m.get(gauge) {
-                    write_sample(
-                        &mut out,
-                        gauge.name(),
-                        &[("exchange", &m.exchange), ("pair", &m.pair)],
-                        v,
-                    );
+                    match &m.assets {
+                        Some(a) => write_sample(
+                            &mut out,
+                            gauge.name(),
+                            &[
+                                ("exchange", &m.exchange),
+                                ("pair", &m.pair),
+                                ("base", &a.base),
+                                ("quote", &a.quote),
+                            ],
+                            v,
+                        ),
+                        None => write_sample(
+                            &mut out,
+                            gauge.name(),
+                            &[("exchange", &m.exchange), ("pair", &m.pair)],
+                            v,
+                        ),
+                    }
                 }
             }
             Chunk::new(Bytes::from(out))
@@ -354,6 +367,7 @@ mod tests {
         Market {
             exchange: exchange.into(),
             pair: pair.into(),
+            assets: None,
             values: [price, None, None, None, Some(2.5), None, None],
         }
     }

@@ -78,6 +78,7 @@ mod tests {
         Market {
             exchange: exchange.into(),
             pair: pair.into(),
+            assets: None,
             values: [Some(1.0); 7],
         }
     }

@@ -1,13 +1,15 @@
 //! crypto-market-exporter: a Prometheus exporter for crypto market data.
 //!
-//! Background pollers fetch market summaries from an upstream API under a
+//! Background pollers, one per source, fetch market data from upstream APIs
+//! (Cryptowatch-compatible, Kraken, Binance, Coinbase) under a
 //! rate limiter, and publish an immutable, pre-rendered exposition that
 //! `/metrics` serves as-is.
 //!
 //! # Layout
 //! - [`config`]: flags, env vars and the YAML file, merged and validated.
 //! - [`source`]: the explicit list of market sources, one file each
-//!   ([`source::cryptowatch`], [`source::demo`]); wire DTOs live there.
+//!   ([`source::cryptowatch`], [`source::kraken`], [`source::binance`],
+//!   [`source::coinbase`], [`source::demo`]); wire DTOs live there.
 //! - [`upstream`]: outbound HTTP: governor quota, timeouts, body cap, 429.
 //! - [`domain`]: `Market`, the metric contract ([`domain::Gauge`]) and validation.
 //! - [`filter`]: include/exclude globs ([`glob`]) and the market cap.
@@ -56,6 +58,18 @@ pub enum Error {
     Serve(#[from] std::io::Error),
 }
 
+/// The market filter of one source: the configured one, plus, for sources
+/// that report many exchanges, the exchanges another configured source owns.
+fn filter_for(config: &Config, kind: source::SourceKind, owned: &[&str]) -> filter::MarketFilter {
+    let mut filter = config.filter.clone();
+    if kind.exchange().is_none() {
+        filter
+            .exclude_exchanges
+            .extend(owned.iter().map(|e| glob::Glob::new(e)));
+    }
+    filter
+}
+
 /// Starts one poller per configured source and serves HTTP on `listener`
 /// until `shutdown` completes; then stops the pollers and returns.
 pub async fn run(
@@ -64,7 +78,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let shared = Arc::new(state::Shared::new(&config.sources));
-    let filter = Arc::new(config.filter.clone());
+    // Exchanges that have their own source in this run: an aggregator's copy
+    // of them (Cryptowatch's `kraken:btcusd` next to the kraken source's) is
+    // left out, so no series is exported twice.
+    let owned: Vec<&str> = config.sources.iter().filter_map(|k| k.exchange()).collect();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut pollers = tokio::task::JoinSet::new();
     for slot in &shared.slots {
@@ -78,8 +95,8 @@ pub async fn run(
             source,
             slot: slot.clone(),
             shared: shared.clone(),
-            poll: config.poll.clone(),
-            filter: filter.clone(),
+            poll: config.poll_for(kind),
+            filter: Arc::new(filter_for(&config, kind, &owned)),
         };
         pollers.spawn(poller.run(stop_rx.clone()));
     }

@@ -47,15 +47,17 @@ impl Poller {
                 r = self.source.poll() => r,
                 _ = shutdown.wait_for(|s| *s) => return,
             };
+            let took = started.elapsed();
             let outcome = match polled {
-                Ok(fetched) => self.ingest(fetched).await,
+                Ok(fetched) => self.ingest(fetched, took).await,
                 Err(e) => Err(e),
             };
             let delay = match outcome {
-                Ok((markets, report)) => {
+                Ok((markets, report, slow_down)) => {
                     let was_failing = failures > 0;
                     failures = 0;
                     let credits = report.credits;
+
                     self.slot.markets.store(Some(Arc::new(markets)));
                     self.slot.metrics.poll_succeeded(report, SystemTime::now());
                     if was_failing {
@@ -76,6 +78,12 @@ impl Poller {
                     let paced =
                         credits.map(|c| paced_interval(self.poll.interval, c, SystemTime::now()));
                     let interval = paced.unwrap_or(self.poll.interval);
+                    if let Some(wait) = slow_down {
+                        tracing::info!(source = name, wait = %format_duration(wait), "upstream's rate limit is nearly used up; delaying the next poll");
+                    }
+                    let interval = slow_down.map_or(interval, |wait| {
+                        interval.max(started.elapsed().saturating_add(wait))
+                    });
                     let now_pacing = interval > self.poll.interval;
                     if now_pacing && !pacing {
                         tracing::info!(source = name, interval = %format_duration(self.poll.interval), paced = %format_duration(interval), "slowing polls so the API credits last until the daily reset");
@@ -111,7 +119,11 @@ impl Poller {
     }
 
     /// Validation, filtering and rendering, on a blocking thread.
-    async fn ingest(&self, fetched: Fetched) -> Result<(MarketFragments, PollReport), SourceError> {
+    async fn ingest(
+        &self,
+        fetched: Fetched,
+        duration: Duration,
+    ) -> Result<(MarketFragments, PollReport, Option<Duration>), SourceError> {
         let filter = self.filter.clone();
         tokio::task::spawn_blocking(move || {
             let mut rejections = fetched.rejections;
@@ -124,8 +136,10 @@ impl Poller {
                 truncated: filtered.truncated,
                 rejections,
                 credits: fetched.credits,
+                duration,
+                requests: fetched.requests,
             };
-            (fragments, report)
+            (fragments, report, fetched.slow_down)
         })
         .await
         // Only a bug could make this task fail; it then counts as a failed poll
@@ -140,7 +154,9 @@ impl Poller {
 /// exporters do not retry in lockstep. `Retry-After` wins when it is longer.
 pub fn backoff(poll: &PollConfig, failures: u32, error: &SourceError, jitter: f64) -> Duration {
     let doublings = match error {
-        SourceError::RateLimited { retry_after: None } => failures,
+        SourceError::RateLimited {
+            retry_after: None, ..
+        } => failures,
         _ => failures.saturating_sub(1),
     };
     let base = poll
@@ -204,13 +220,18 @@ mod tests {
             Duration::from_secs(60),
             "never below the interval"
         );
-        let limited = SourceError::RateLimited { retry_after: None };
+        let limited = SourceError::RateLimited {
+            status: 429,
+            retry_after: None,
+        };
         assert_eq!(backoff(&poll(), 1, &limited, 0.5), Duration::from_secs(120));
         let told = SourceError::RateLimited {
+            status: 429,
             retry_after: Some(Duration::from_secs(300)),
         };
         assert_eq!(backoff(&poll(), 1, &told, 0.5), Duration::from_secs(300));
         let short = SourceError::RateLimited {
+            status: 418,
             retry_after: Some(Duration::from_secs(5)),
         };
         assert_eq!(backoff(&poll(), 1, &short, 0.5), Duration::from_secs(60));

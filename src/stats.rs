@@ -39,6 +39,10 @@ pub struct Values {
     pub limiter_wait_seconds: f64,
     pub credits: Option<Credits>,
     pub next_poll_delay: Duration,
+    /// Wall time and HTTP requests of the last successful poll (a full
+    /// refresh: for Coinbase, one request per product under the quota).
+    pub last_poll_seconds: f64,
+    pub last_poll_requests: u32,
 }
 
 #[derive(Debug)]
@@ -55,6 +59,8 @@ pub struct PollReport {
     pub truncated: usize,
     pub rejections: Rejections,
     pub credits: Option<Credits>,
+    pub duration: Duration,
+    pub requests: u32,
 }
 
 impl SourceMetrics {
@@ -106,6 +112,8 @@ impl SourceMetrics {
         if report.credits.is_some() {
             v.credits = report.credits;
         }
+        v.last_poll_seconds = report.duration.as_secs_f64();
+        v.last_poll_requests = report.requests;
     }
 
     pub fn poll_failed(&self, error: &SourceError) {
@@ -243,6 +251,38 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
                 &n("last_success_timestamp_seconds"),
                 &[("source", s)],
                 v.last_success_unix.unwrap_or(0.0),
+            )
+        },
+    );
+    family(
+        o,
+        format,
+        "last_poll_duration_seconds",
+        Kind::Gauge,
+        "Wall time of the last successful poll: every request of a full refresh, rate-limiter waits included.",
+        sources,
+        |o, s, v| {
+            write_sample(
+                o,
+                &n("last_poll_duration_seconds"),
+                &[("source", s)],
+                v.last_poll_seconds,
+            )
+        },
+    );
+    family(
+        o,
+        format,
+        "last_poll_requests",
+        Kind::Gauge,
+        "Upstream HTTP requests made by the last successful poll.",
+        sources,
+        |o, s, v| {
+            write_sample(
+                o,
+                &n("last_poll_requests"),
+                &[("source", s)],
+                f64::from(v.last_poll_requests),
             )
         },
     );
@@ -430,13 +470,15 @@ mod tests {
                 excluded: 1,
                 truncated: 0,
                 rejections: Rejections {
-                    values: [1, 0, 2, 0],
+                    values: [1, 0, 2, 0, 0, 0],
                     no_trades: 4,
                 },
                 credits: Some(Credits {
                     cost: 0.015,
                     remaining: 9.5,
                 }),
+                duration: Duration::from_millis(1500),
+                requests: 2,
             },
             SystemTime::UNIX_EPOCH + Duration::from_secs(100),
         );
@@ -451,6 +493,8 @@ mod tests {
             "crypto_market_exporter_upstream_request_duration_seconds_bucket{source=\"cryptowatch\",le=\"+Inf\"} 1",
             "crypto_market_exporter_last_success_timestamp_seconds{source=\"cryptowatch\"} 100",
             "crypto_market_exporter_up{source=\"cryptowatch\"} 1",
+            "crypto_market_exporter_last_poll_duration_seconds{source=\"cryptowatch\"} 1.5",
+            "crypto_market_exporter_last_poll_requests{source=\"cryptowatch\"} 2",
             "crypto_market_exporter_markets_no_trades{source=\"cryptowatch\"} 4",
             "crypto_market_exporter_values_rejected_total{source=\"cryptowatch\",reason=\"negative\"} 2",
             "crypto_market_exporter_credits_remaining{source=\"cryptowatch\"} 9.5",

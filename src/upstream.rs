@@ -79,9 +79,14 @@ impl Upstream {
             .await
             .map_err(|e| self.classify(e))?;
         let status = resp.status();
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        // 418 is Binance's "this IP is banned for a while", sent to clients
+        // that ignored its 429s: both mean "wait as long as Retry-After says".
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.as_u16() == 418 {
             let retry_after = retry_after(resp.headers(), SystemTime::now());
-            return Err(SourceError::RateLimited { retry_after });
+            return Err(SourceError::RateLimited {
+                status: status.as_u16(),
+                retry_after,
+            });
         }
         if let Some(len) = resp.content_length()
             && len > self.max_body_size

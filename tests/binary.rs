@@ -107,7 +107,9 @@ fn logfmt_serve_and_sigterm() {
     };
     assert!(healthcheck(&addr), "healthcheck against a running exporter");
     let metrics = get(&addr, "/metrics");
-    assert!(metrics.contains("crypto_market_price{exchange=\"alphaex\",pair=\"btcusd\"}"));
+    assert!(metrics.contains(
+        "crypto_market_price{exchange=\"alphaex\",pair=\"btcusd\",base=\"btc\",quote=\"usd\"}"
+    ));
     let rest = sigterm_and_wait(child, stderr);
     assert!(!healthcheck(&addr), "healthcheck after shutdown");
     assert!(rest.contains("received SIGTERM"), "{rest}");

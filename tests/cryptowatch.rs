@@ -133,12 +133,14 @@ async fn exports_every_market_of_the_recording() {
     sorted.sort();
     assert_eq!(keys, sorted);
 
-    // Exactly one request: the poll interval is an hour.
+    // Exactly two requests, the poll interval being an hour: the pair
+    // listing (here answered with a summaries body, so unusable: markets go
+    // out without base/quote, as checked above) and the summaries.
     let hits = upstream.hits();
-    assert_eq!(hits.len(), 1);
-    assert_eq!(hits[0].uri, "/markets/summaries");
+    let uris: Vec<&str> = hits.iter().map(|h| h.uri.as_str()).collect();
+    assert_eq!(uris, ["/pairs", "/markets/summaries"]);
     assert!(
-        hits[0].headers.get("x-cw-api-key").is_none(),
+        hits.iter().all(|h| h.headers.get("x-cw-api-key").is_none()),
         "no key configured, none sent"
     );
     exporter.stop().await;
@@ -165,9 +167,10 @@ async fn sends_the_api_key_from_a_file() {
         .await;
     let hits = upstream.hits();
     assert_eq!(
-        hits[0].uri, "/markets/summaries",
+        hits[1].uri, "/markets/summaries",
         "trailing slash in the URL is not doubled"
     );
+    assert_eq!(hits[0].uri, "/pairs");
     assert_eq!(hits[0].headers.get("x-cw-api-key").unwrap(), "s3cret-key");
     exporter.stop().await;
     std::fs::remove_dir_all(dir).unwrap();

@@ -14,6 +14,11 @@ const EXCERPT: &str = "cryptowatch/markets_summaries.excerpt.2023-08-19.json";
 
 async fn exporter_on_excerpt(extra: &[&str]) -> (FakeUpstream, Exporter) {
     let upstream = FakeUpstream::start(Reply::Json(fixture(EXCERPT))).await;
+    // The pair listing names base/quote for half of the excerpt's markets.
+    upstream.route(
+        "/pairs",
+        Reply::Json(fixture("cryptowatch/pairs.synthetic.json")),
+    );
     let url = format!("--cryptowatch.url={}", upstream.url);
     let mut args = vec![url.as_str(), "--poll.interval=1h"];
     args.extend_from_slice(extra);
@@ -223,7 +228,7 @@ async fn demo_source_needs_no_network() {
     );
     assert_eq!(m.count("crypto_market_price"), 250);
     assert!(
-        m.get("crypto_market_price{exchange=\"alphaex\",pair=\"btcusd\"}")
+        m.labelled("crypto_market_price", "alphaex", "btc", "usd")
             .unwrap()
             > 1000.0
     );

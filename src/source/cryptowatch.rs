@@ -6,10 +6,19 @@
 //! "volumeUSD"?, "volumeContracts"?, "volumeSettlement"?}}, "cursor": {"last",
 //! "hasMore"}, "allowance": {"cost", "remaining"}}`. Errors come as
 //! `{"error": "..."}`. Older responses lack `volumeBase`/`volumeUSD`.
+//!
+//! Base and quote assets come from `GET /pairs` (`{"result": [{"symbol",
+//! "base": {"symbol"}, "quote": {"symbol"}}], "cursor"}`), fetched at start
+//! and then daily because it costs credits; if it fails, markets are exported
+//! without `base`/`quote` and the listing is retried an hour later.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
@@ -18,18 +27,26 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use super::de::number;
 use super::{Credits, Fetched, PollFuture, Source, SourceError, SourceKind};
 use crate::config::{CryptowatchConfig, Secret};
-use crate::domain::{Gauge, RawMarket, RejectReason, Rejections};
+use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
 use crate::stats::SourceMetrics;
 use crate::upstream::Upstream;
 
 /// Cursor pages followed per poll at most: a runaway `hasMore` must not burn
 /// every credit of the day.
 const MAX_PAGES: usize = 10;
+/// How often the pair listing is refreshed, and retried after a failure.
+const PAIRS_REFRESH: Duration = Duration::from_secs(86_400);
+const PAIRS_RETRY: Duration = Duration::from_secs(3_600);
 
 pub struct Cryptowatch {
     upstream: Upstream,
+    base_url: String,
     summaries_url: String,
     api_key: Option<Secret>,
+    /// Pair symbol → assets, from the last good `/pairs` listing.
+    pairs: Arc<HashMap<String, Assets>>,
+    /// When `/pairs` is next due.
+    pairs_due: Option<Instant>,
 }
 
 impl fmt::Debug for Cryptowatch {
@@ -45,13 +62,14 @@ impl Cryptowatch {
         config: &CryptowatchConfig,
         metrics: Arc<SourceMetrics>,
     ) -> Result<Self, SourceError> {
+        let base_url = config.network.url.as_str().trim_end_matches('/').to_owned();
         Ok(Self {
-            upstream: Upstream::new(&config.http, metrics)?,
-            summaries_url: format!(
-                "{}/markets/summaries",
-                config.url.as_str().trim_end_matches('/')
-            ),
+            upstream: Upstream::new(&config.network.http, metrics)?,
+            summaries_url: format!("{base_url}/markets/summaries"),
+            base_url,
             api_key: config.api_key.clone(),
+            pairs: Arc::default(),
+            pairs_due: None,
         })
     }
 
@@ -67,8 +85,57 @@ impl Cryptowatch {
         Ok(headers)
     }
 
+    /// Refreshes the pair listing when due. A failure is logged, not fatal:
+    /// prices matter more than the `base`/`quote` labels.
+    async fn refresh_pairs(&mut self, fetched: &mut Fetched) {
+        if self.pairs_due.is_some_and(|due| Instant::now() < due) {
+            return;
+        }
+        match self.fetch_pairs(fetched).await {
+            Ok(pairs) => {
+                tracing::info!(
+                    source = "cryptowatch",
+                    pairs = pairs.len(),
+                    "pair listing loaded"
+                );
+                self.pairs = Arc::new(pairs);
+                self.pairs_due = Some(Instant::now() + PAIRS_REFRESH);
+            }
+            Err(e) => {
+                tracing::warn!(source = "cryptowatch", reason = e.reason(), error = %e, retry_in = "1h", "cannot load the pair listing; exporting markets without base/quote labels");
+                self.pairs_due = Some(Instant::now() + PAIRS_RETRY);
+            }
+        }
+    }
+
+    async fn fetch_pairs(
+        &self,
+        fetched: &mut Fetched,
+    ) -> Result<HashMap<String, Assets>, SourceError> {
+        let url = format!("{}/pairs", self.base_url);
+        let mut pairs = HashMap::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let page_url = match &cursor {
+                None => url.clone(),
+                Some(c) => format!("{url}?cursor={}", urlencode(c)),
+            };
+            let response = self.upstream.get(&page_url, self.headers()?).await?;
+            fetched.requests += 1;
+            let page = parse_pairs(&response.body)?;
+            fetched.credits = page.credits.or(fetched.credits);
+            pairs.extend(page.pairs);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(pairs)
+    }
+
     async fn poll_pages(&mut self) -> Result<Fetched, SourceError> {
         let mut fetched = Fetched::default();
+        self.refresh_pairs(&mut fetched).await;
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let url = match &cursor {
@@ -76,10 +143,13 @@ impl Cryptowatch {
                 Some(c) => format!("{}?cursor={}", self.summaries_url, urlencode(c)),
             };
             let response = self.upstream.get(&url, self.headers()?).await?;
+            fetched.requests += 1;
+            let pairs = self.pairs.clone();
             // Parsing 4 MB takes ~10 ms: keep it off the async workers.
-            let page = tokio::task::spawn_blocking(move || parse(&response.body))
-                .await
-                .map_err(|e| SourceError::Decode(format!("parser task failed: {e}")))??;
+            let page =
+                tokio::task::spawn_blocking(move || parse_with_pairs(&response.body, &pairs))
+                    .await
+                    .map_err(|e| SourceError::Decode(format!("parser task failed: {e}")))??;
             fetched.markets.extend(page.markets);
             fetched.rejections.add(&page.rejections);
             fetched.credits = page.credits.or(fetched.credits);
@@ -228,6 +298,11 @@ pub struct Page {
 
 /// Parses one `/markets/summaries` body into raw domain markets.
 pub fn parse(body: &[u8]) -> Result<Page, SourceError> {
+    parse_with_pairs(body, &HashMap::new())
+}
+
+/// [`parse`], labelling markets with base/quote from a `/pairs` listing.
+pub fn parse_with_pairs(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<Page, SourceError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(SourceError::Decode("empty body".into()));
     }
@@ -271,6 +346,7 @@ pub fn parse(body: &[u8]) -> Result<Page, SourceError> {
         page.markets.push(RawMarket {
             exchange: exchange.to_owned(),
             pair: pair.to_owned(),
+            assets: pairs.get(pair).cloned(),
             values,
         });
     }
@@ -282,6 +358,66 @@ pub fn parse(body: &[u8]) -> Result<Page, SourceError> {
     });
     page.next_cursor = dto.cursor.filter(|c| c.has_more).and_then(|c| c.last);
     Ok(page)
+}
+
+#[derive(Deserialize)]
+struct PairsDto {
+    #[serde(default)]
+    result: Option<Vec<PairDto>>,
+    #[serde(default)]
+    cursor: Option<CursorDto>,
+    #[serde(default)]
+    allowance: Option<AllowanceDto>,
+    #[serde(default)]
+    error: Option<ErrorDto>,
+}
+
+#[derive(Deserialize)]
+struct PairDto {
+    symbol: String,
+    base: AssetDto,
+    quote: AssetDto,
+}
+
+#[derive(Deserialize)]
+struct AssetDto {
+    symbol: String,
+}
+
+/// One parsed `/pairs` page.
+#[derive(Debug, Default)]
+pub struct PairsPage {
+    pub pairs: HashMap<String, Assets>,
+    pub credits: Option<Credits>,
+    pub next_cursor: Option<String>,
+}
+
+/// Parses one `/pairs` body: pair symbol → base/quote.
+pub fn parse_pairs(body: &[u8]) -> Result<PairsPage, SourceError> {
+    let dto: PairsDto = serde_json::from_slice(body)
+        .map_err(|e| SourceError::Decode(format!("pair listing: {e}")))?;
+    if let Some(error) = dto.error {
+        return Err(SourceError::Api(match error {
+            ErrorDto::Text(s) => s,
+            ErrorDto::Other(_) => crate::upstream::excerpt(body),
+        }));
+    }
+    let result = dto.result.ok_or_else(|| {
+        SourceError::Decode("pair listing: no \"result\" array in the response".into())
+    })?;
+    Ok(PairsPage {
+        pairs: result
+            .into_iter()
+            .map(|p| (p.symbol, Assets::new(&p.base.symbol, &p.quote.symbol)))
+            .collect(),
+        credits: dto.allowance.and_then(|a| {
+            Some(Credits {
+                cost: a.cost?,
+                remaining: a.remaining?,
+            })
+        }),
+        next_cursor: dto.cursor.filter(|c| c.has_more).and_then(|c| c.last),
+    })
 }
 
 #[cfg(test)]
@@ -380,6 +516,30 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "upstream reported an error: Route not found"
+        );
+    }
+
+    #[test]
+    fn pairs_listing_labels_markets() {
+        let listing = parse_pairs(
+            br#"{"result":[{"id":232,"symbol":"btceur","base":{"id":60,"symbol":"btc","fiat":false},"quote":{"id":108,"symbol":"eur","fiat":true},"route":"x"}],
+                "cursor":{"last":"c","hasMore":false},"allowance":{"cost":0.002,"remaining":9.9}}"#,
+        )
+        .unwrap();
+        assert_eq!(listing.pairs["btceur"], Assets::new("btc", "eur"));
+        assert_eq!(listing.credits.map(|c| c.cost), Some(0.002));
+        let page = parse_with_pairs(
+            br#"{"result":{"kraken:btceur":{"price":{"last":2}},"kraken:ethbtc":{"price":{"last":1}}}}"#,
+            &listing.pairs,
+        )
+        .unwrap();
+        assert_eq!(page.markets[0].assets, Some(Assets::new("btc", "eur")));
+        assert_eq!(page.markets[1].assets, None);
+        let err = parse_pairs(br#"{"error":"Pair not found"}"#).unwrap_err();
+        assert_eq!(err.reason(), "api_error");
+        assert_eq!(
+            parse_pairs(br#"{"result":{}}"#).unwrap_err().reason(),
+            "invalid_response"
         );
     }
 

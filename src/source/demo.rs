@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use super::{Fetched, PollFuture, Source, SourceKind};
 use crate::config::DemoConfig;
-use crate::domain::{Gauge, RawMarket};
+use crate::domain::{Assets, Gauge, RawMarket};
 
 const EXCHANGES: [&str; 5] = ["alphaex", "betatrade", "gammabit", "deltacoin", "epsilonx"];
 /// (base, USD price, typical 24h base volume)
@@ -53,6 +53,7 @@ const WINDOW: usize = 1_440;
 struct SimMarket {
     exchange: &'static str,
     pair: String,
+    assets: Assets,
     quote_usd: f64,
     price: f64,
     volume: f64,
@@ -89,6 +90,7 @@ impl Demo {
                     markets.push(SimMarket {
                         exchange,
                         pair: format!("{base}{quote}"),
+                        assets: Assets::new(base, quote),
                         quote_usd,
                         price,
                         volume: typical_volume,
@@ -108,6 +110,7 @@ impl Demo {
             markets.push(SimMarket {
                 exchange,
                 pair: format!("tok{}usd", n / EXCHANGES.len()),
+                assets: Assets::new(&format!("tok{}", n / EXCHANGES.len()), "usd"),
                 quote_usd: 1.0,
                 price: 1.0 + rng.f64() * 10.0,
                 volume: 100_000.0,
@@ -169,6 +172,7 @@ impl Demo {
             out.push(RawMarket {
                 exchange: m.exchange.to_owned(),
                 pair: m.pair.clone(),
+                assets: Some(m.assets.clone()),
                 values,
             });
         }

@@ -3,8 +3,11 @@
 //! explicit list of sources (see [`build`]): adding a source is one new file
 //! plus one line there, and one variant in [`SourceKind`].
 
+pub mod binance;
+pub mod coinbase;
 pub mod cryptowatch;
 pub mod demo;
+pub mod kraken;
 
 use std::fmt;
 use std::future::Future;
@@ -21,16 +24,41 @@ use crate::stats::SourceMetrics;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SourceKind {
     Cryptowatch,
+    Kraken,
+    Binance,
+    Coinbase,
     Demo,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 2] = [SourceKind::Cryptowatch, SourceKind::Demo];
+    pub const ALL: [SourceKind; 5] = [
+        SourceKind::Cryptowatch,
+        SourceKind::Kraken,
+        SourceKind::Binance,
+        SourceKind::Coinbase,
+        SourceKind::Demo,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Cryptowatch => "cryptowatch",
+            SourceKind::Kraken => "kraken",
+            SourceKind::Binance => "binance",
+            SourceKind::Coinbase => "coinbase",
             SourceKind::Demo => "demo",
+        }
+    }
+
+    /// The one exchange a source speaks for, if it is an exchange's own API.
+    /// Aggregators (Cryptowatch) report many exchanges; when both run, the
+    /// exchange's own API wins and the aggregator's copy is left out, so no
+    /// series is exported twice.
+    pub fn exchange(self) -> Option<&'static str> {
+        match self {
+            SourceKind::Kraken => Some("kraken"),
+            SourceKind::Binance => Some("binance"),
+            SourceKind::Coinbase => Some("coinbase"),
+            SourceKind::Cryptowatch | SourceKind::Demo => None,
         }
     }
 }
@@ -67,8 +95,56 @@ pub fn build(
         SourceKind::Cryptowatch => {
             Box::new(cryptowatch::Cryptowatch::new(&config.cryptowatch, metrics)?)
         }
+        SourceKind::Kraken => Box::new(kraken::Kraken::new(&config.kraken, metrics)?),
+        SourceKind::Binance => Box::new(binance::Binance::new(&config.binance, metrics)?),
+        SourceKind::Coinbase => Box::new(coinbase::Coinbase::new(
+            &config.coinbase,
+            metrics,
+            config.filter.clone(),
+        )?),
         SourceKind::Demo => Box::new(demo::Demo::new(&config.demo)),
     })
+}
+
+/// When a source's reference listing (Kraken AssetPairs, Binance
+/// exchangeInfo, Cryptowatch pairs) is next due: every `every` after a
+/// success, `retry` after a failure, and sooner ("hurry") when a poll meets
+/// a market the listing does not know yet, but never more than once per `retry`.
+#[derive(Debug)]
+pub struct Refresh {
+    every: Duration,
+    retry: Duration,
+    due: Option<tokio::time::Instant>,
+    last_attempt: Option<tokio::time::Instant>,
+}
+
+impl Refresh {
+    pub fn new(every: Duration, retry: Duration) -> Self {
+        Self {
+            every,
+            retry,
+            due: None,
+            last_attempt: None,
+        }
+    }
+
+    pub fn is_due(&self) -> bool {
+        self.due
+            .is_none_or(|due| tokio::time::Instant::now() >= due)
+    }
+
+    pub fn done(&mut self, ok: bool) {
+        let now = tokio::time::Instant::now();
+        self.last_attempt = Some(now);
+        self.due = Some(now + if ok { self.every } else { self.retry });
+    }
+
+    pub fn hurry(&mut self) {
+        let soonest = self
+            .last_attempt
+            .map_or_else(tokio::time::Instant::now, |t| t + self.retry);
+        self.due = Some(self.due.map_or(soonest, |due| due.min(soonest)));
+    }
 }
 
 /// Remaining API credits, for upstreams that meter them (Cryptowatch).
@@ -87,6 +163,11 @@ pub struct Fetched {
     /// Entries dropped while parsing (e.g. a key with no `exchange:pair` shape).
     pub rejections: Rejections,
     pub credits: Option<Credits>,
+    /// Upstream's own limits ask for the next poll to wait at least this long
+    /// (e.g. Binance's used request weight is close to its per-minute cap).
+    pub slow_down: Option<Duration>,
+    /// HTTP requests this poll made: one for Cryptowatch, one per product for Coinbase.
+    pub requests: u32,
 }
 
 pub type PollFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, SourceError>> + Send + 'a>>;
@@ -105,8 +186,11 @@ pub enum SourceError {
     Timeout(Duration),
     #[error("cannot connect: {0}")]
     Connect(String),
-    #[error("rate limited by upstream (HTTP 429){}", retry_after_text(.retry_after))]
-    RateLimited { retry_after: Option<Duration> },
+    #[error("rate limited by upstream (HTTP {status}){}", retry_after_text(.retry_after))]
+    RateLimited {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     #[error("upstream answered HTTP {status}: {body}")]
     HttpStatus { status: u16, body: String },
     #[error("response body exceeds the {limit}-byte limit")]
@@ -159,7 +243,7 @@ impl SourceError {
     /// How long upstream asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            SourceError::RateLimited { retry_after } => *retry_after,
+            SourceError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

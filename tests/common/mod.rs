@@ -2,6 +2,7 @@
 //! (or misbehaves on demand), and the exporter itself on 127.0.0.1:0.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,6 +64,8 @@ pub struct Hit {
 pub struct FakeUpstream {
     pub url: String,
     reply: Arc<Mutex<Reply>>,
+    /// Per-path replies (path without query); other paths get `reply`.
+    routes: Arc<Mutex<HashMap<String, Reply>>>,
     hits: Arc<Mutex<Vec<Hit>>>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -76,17 +79,19 @@ impl FakeUpstream {
     pub async fn start_on(listener: TcpListener, reply: Reply) -> Self {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let reply = Arc::new(Mutex::new(reply));
+        let routes: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
         let hits = Arc::new(Mutex::new(Vec::new()));
-        let (r, h) = (reply.clone(), hits.clone());
+        let (r, rt, h) = (reply.clone(), routes.clone(), hits.clone());
         let app = axum::Router::new().fallback(move |req: Request<Body>| {
-            let (r, h) = (r.clone(), h.clone());
+            let (r, rt, h) = (r.clone(), rt.clone(), h.clone());
             async move {
                 h.lock().unwrap().push(Hit {
                     at: Instant::now(),
                     uri: req.uri().to_string(),
                     headers: req.headers().clone(),
                 });
-                let reply = r.lock().unwrap().clone();
+                let routed = rt.lock().unwrap().get(req.uri().path()).cloned();
+                let reply = routed.unwrap_or_else(|| r.lock().unwrap().clone());
                 respond(reply).await
             }
         });
@@ -101,6 +106,7 @@ impl FakeUpstream {
         Self {
             url,
             reply,
+            routes,
             hits,
             stop: Some(stop),
         }
@@ -108,6 +114,19 @@ impl FakeUpstream {
 
     pub fn set(&self, reply: Reply) {
         *self.reply.lock().unwrap() = reply;
+    }
+
+    /// Answers `path` (no query) with `reply` from now on.
+    pub fn route(&self, path: &str, reply: Reply) {
+        self.routes.lock().unwrap().insert(path.to_owned(), reply);
+    }
+
+    /// Requests whose path starts with `prefix`.
+    pub fn hits_on(&self, prefix: &str) -> Vec<Hit> {
+        self.hits()
+            .into_iter()
+            .filter(|h| h.uri.starts_with(prefix))
+            .collect()
     }
 
     pub fn hits(&self) -> Vec<Hit> {
@@ -253,16 +272,49 @@ impl Metrics {
     }
 
     pub fn failures(&self, reason: &str) -> f64 {
-        self.get(&format!("crypto_market_exporter_poll_failures_total{{source=\"cryptowatch\",reason=\"{reason}\"}}")).unwrap_or(0.0)
+        self.failures_of("cryptowatch", reason)
+    }
+
+    pub fn failures_of(&self, source: &str, reason: &str) -> f64 {
+        self.get(&format!(
+            "crypto_market_exporter_poll_failures_total{{source=\"{source}\",reason=\"{reason}\"}}"
+        ))
+        .unwrap_or(0.0)
     }
 
     pub fn successes(&self) -> f64 {
-        self.get("crypto_market_exporter_polls_total{source=\"cryptowatch\",result=\"success\"}")
-            .unwrap_or(0.0)
+        self.successes_of("cryptowatch")
+    }
+
+    pub fn successes_of(&self, source: &str) -> f64 {
+        self.get(&format!(
+            "crypto_market_exporter_polls_total{{source=\"{source}\",result=\"success\"}}"
+        ))
+        .unwrap_or(0.0)
     }
 
     pub fn up(&self) -> f64 {
         self.value("crypto_market_exporter_up{source=\"cryptowatch\"}")
+    }
+
+    /// A source's value of a per-source self-metric.
+    pub fn of(&self, name: &str, source: &str) -> f64 {
+        self.value(&format!(
+            "crypto_market_exporter_{name}{{source=\"{source}\"}}"
+        ))
+    }
+
+    pub fn rejected(&self, source: &str, reason: &str) -> f64 {
+        self.value(&format!(
+            "crypto_market_exporter_values_rejected_total{{source=\"{source}\",reason=\"{reason}\"}}"
+        ))
+    }
+
+    /// A gauge of a market that carries base/quote labels.
+    pub fn labelled(&self, metric: &str, exchange: &str, base: &str, quote: &str) -> Option<f64> {
+        self.get(&format!(
+            "{metric}{{exchange=\"{exchange}\",pair=\"{base}{quote}\",base=\"{base}\",quote=\"{quote}\"}}"
+        ))
     }
 
     pub fn price(&self, exchange: &str, pair: &str) -> Option<f64> {

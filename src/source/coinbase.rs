@@ -1,0 +1,252 @@
+//! Coinbase Exchange public REST API: `GET /products` lists the products,
+//! then `GET /products/{id}/stats` gives each one's rolling 24 h open, high,
+//! low, last and base volume. A full refresh is therefore one request per
+//! product, and Coinbase allows 10 requests/s per IP: the governor quota
+//! (default 8/s, no burst) spreads a refresh over time instead of bursting,
+//! and `crypto_market_exporter_last_poll_duration_seconds` reports how long
+//! one takes. Products the market filter excludes are never fetched.
+//!
+//! Wire format: decimals as strings; `id` is `BTC-USD`, with
+//! `base_currency`/`quote_currency`; products not `online`, or with
+//! `trading_disabled`, are skipped. Coinbase gives no quote or USD volume.
+//! Errors: `{"message": "..."}` with a 4xx/5xx status.
+
+use std::fmt;
+use std::sync::Arc;
+
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+
+use super::de::number;
+use super::{Fetched, PollFuture, Source, SourceError, SourceKind};
+use crate::config::NetworkConfig;
+use crate::domain::{Assets, Gauge, RawMarket, RejectReason};
+use crate::filter::MarketFilter;
+use crate::stats::SourceMetrics;
+use crate::units::format_duration;
+use crate::upstream::Upstream;
+
+const EXCHANGE: &str = "coinbase";
+
+pub struct Coinbase {
+    upstream: Upstream,
+    base_url: String,
+    filter: MarketFilter,
+    /// Whether the last refresh took longer than the poll interval was logged.
+    warned_slow: bool,
+}
+
+impl fmt::Debug for Coinbase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coinbase")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Coinbase {
+    pub fn new(
+        config: &NetworkConfig,
+        metrics: Arc<SourceMetrics>,
+        filter: MarketFilter,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            upstream: Upstream::new(&config.http, metrics)?,
+            base_url: config.url.as_str().trim_end_matches('/').to_owned(),
+            filter,
+            warned_slow: false,
+        })
+    }
+
+    async fn refresh(&mut self) -> Result<Fetched, SourceError> {
+        let started = tokio::time::Instant::now();
+        let mut fetched = Fetched::default();
+        let list = self
+            .upstream
+            .get(&format!("{}/products", self.base_url), HeaderMap::new())
+            .await?;
+        fetched.requests += 1;
+        let products = parse_products(&list.body)?;
+        let wanted: Vec<Product> = products
+            .into_iter()
+            .filter(|p| self.filter.allows(EXCHANGE, &p.assets.pair()))
+            .collect();
+        fetched.markets.reserve(wanted.len());
+        for product in wanted {
+            let url = format!("{}/products/{}/stats", self.base_url, product.id);
+            let result = self.upstream.get(&url, HeaderMap::new()).await;
+            fetched.requests += 1;
+            match result.and_then(|r| parse_stats(&r.body)) {
+                Ok(values) => fetched.markets.push(RawMarket {
+                    exchange: EXCHANGE.to_owned(),
+                    pair: product.assets.pair(),
+                    assets: Some(product.assets),
+                    values,
+                }),
+                // Systemic failures end the refresh: carrying on would hammer
+                // an upstream that is rate limiting or down. The last good
+                // snapshot stays.
+                Err(
+                    e @ (SourceError::RateLimited { .. }
+                    | SourceError::Timeout(_)
+                    | SourceError::Connect(_)),
+                ) => return Err(e),
+                // One product failing (delisted since the listing, a bad
+                // body) costs only that product.
+                Err(e) => {
+                    tracing::debug!(source = "coinbase", product = %product.id, error = %e, "product stats unavailable");
+                    fetched.rejections.count(RejectReason::Unavailable);
+                }
+            }
+        }
+        let took = started.elapsed();
+        if !self.warned_slow && took > std::time::Duration::from_secs(60) {
+            tracing::info!(source = "coinbase", requests = fetched.requests, took = %format_duration(took), "a full refresh takes over a minute under the rate limit; narrow it with markets.include_pairs or lengthen coinbase.poll_interval");
+            self.warned_slow = true;
+        }
+        Ok(fetched)
+    }
+}
+
+impl Source for Coinbase {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Coinbase
+    }
+
+    fn poll(&mut self) -> PollFuture<'_> {
+        Box::pin(self.refresh())
+    }
+}
+
+// ---- Wire format ----
+
+#[derive(Deserialize)]
+struct ProductDto {
+    id: String,
+    base_currency: String,
+    quote_currency: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    trading_disabled: bool,
+}
+
+#[derive(Deserialize)]
+struct StatsDto {
+    #[serde(default, deserialize_with = "number")]
+    open: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    high: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    low: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    last: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    volume: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDto {
+    message: String,
+}
+
+/// A tradable product.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Product {
+    /// Coinbase's id, used in URLs: `BTC-USD`.
+    pub id: String,
+    pub assets: Assets,
+}
+
+fn decode<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, SourceError> {
+    serde_json::from_slice(body).map_err(|e| match serde_json::from_slice::<ErrorDto>(body) {
+        Ok(err) => SourceError::Api(err.message),
+        Err(_) => SourceError::Decode(format!("{what}: {e}")),
+    })
+}
+
+/// Parses `/products`, keeping tradable products in a stable order.
+pub fn parse_products(body: &[u8]) -> Result<Vec<Product>, SourceError> {
+    let dto: Vec<ProductDto> = decode(body, "products")?;
+    let mut products: Vec<Product> = dto
+        .into_iter()
+        .filter(|p| !p.trading_disabled && p.status.as_deref().is_none_or(|s| s == "online"))
+        // The id goes into a URL path: refuse anything that is not a plain symbol.
+        .filter(|p| {
+            p.id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(|p| Product {
+            assets: Assets::new(&p.base_currency, &p.quote_currency),
+            id: p.id,
+        })
+        .collect();
+    products.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(products)
+}
+
+/// Parses `/products/{id}/stats` into gauge values.
+pub fn parse_stats(body: &[u8]) -> Result<[Option<f64>; Gauge::COUNT], SourceError> {
+    // Every stats field is optional, so an error object would parse as empty stats.
+    if let Ok(err) = serde_json::from_slice::<ErrorDto>(body) {
+        return Err(SourceError::Api(err.message));
+    }
+    let s: StatsDto = decode(body, "product stats")?;
+    let mut values = [None; Gauge::COUNT];
+    values[Gauge::Price as usize] = s.last;
+    values[Gauge::PriceHigh24h as usize] = s.high;
+    values[Gauge::PriceLow24h as usize] = s.low;
+    // `open` is the price 24 h ago: a true rolling change.
+    values[Gauge::PriceChangeRatio24h as usize] = match (s.last, s.open) {
+        (Some(last), Some(open)) if open > 0.0 => Some((last - open) / open),
+        _ => None,
+    };
+    values[Gauge::Volume24h as usize] = s.volume;
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_keep_tradable_ones() {
+        let products = parse_products(
+            br#"[{"id":"ETH-USD","base_currency":"ETH","quote_currency":"USD","status":"online","trading_disabled":false},
+                 {"id":"BTC-USD","base_currency":"BTC","quote_currency":"USD","status":"online","trading_disabled":false},
+                 {"id":"OLD-USD","base_currency":"OLD","quote_currency":"USD","status":"delisted","trading_disabled":true},
+                 {"id":"HALT-USD","base_currency":"HALT","quote_currency":"USD","status":"online","trading_disabled":true},
+                 {"id":"../x","base_currency":"X","quote_currency":"Y","status":"online"}]"#,
+        )
+        .unwrap();
+        let ids: Vec<&str> = products.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["BTC-USD", "ETH-USD"]);
+        assert_eq!(products[0].assets.pair(), "btcusd");
+    }
+
+    #[test]
+    fn stats_values() {
+        let v = parse_stats(
+            br#"{"open":"40000.00","high":"42000.5","low":"39500","last":"41000.00","volume":"1234.5","volume_30day":"99999"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            [
+                Some(41000.0),
+                Some(42000.5),
+                Some(39500.0),
+                Some(0.025),
+                Some(1234.5),
+                None,
+                None
+            ]
+        );
+        let e = parse_stats(br#"{"message":"NotFound"}"#).unwrap_err();
+        assert_eq!(e.reason(), "api_error");
+        assert_eq!(
+            parse_stats(b"<html>").unwrap_err().reason(),
+            "invalid_response"
+        );
+    }
+}

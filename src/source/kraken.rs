@@ -1,0 +1,360 @@
+//! Kraken Spot public REST API: `GET /0/public/Ticker` with no `pair` returns
+//! every pair in one call; `GET /0/public/AssetPairs` (refreshed hourly) maps
+//! Kraken's keys (`XXBTZUSD`) to base/quote.
+//!
+//! Wire format: `{"error": [...], "result": {...}}`, HTTP 200 even for errors
+//! (`"EGeneral:Too many requests"`); entries starting with `W` are warnings.
+//! Ticker values are arrays of decimal strings where index 0 is "today" (since
+//! midnight UTC) and index 1 the rolling 24 h: `c` = [last price, lot],
+//! `h`/`l` = high/low, `v` = base volume, `p` = volume-weighted average price,
+//! `t` = trade count. `o` is the open at midnight UTC, not 24 h ago, so Kraken
+//! gives no rolling 24 h change and none is exported. Quote volume is exact:
+//! vwap × volume = Σ price·qty.
+//!
+//! Asset codes: the `wsname` (`XBT/USD`) carries the short names; Kraken's
+//! `XBT` and `XDG` become `btc` and `doge`, as on Cryptowatch.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+
+use super::de::number;
+use super::{Fetched, PollFuture, Refresh, Source, SourceError, SourceKind};
+use crate::config::NetworkConfig;
+use crate::domain::{Assets, Gauge, RawMarket, RejectReason};
+use crate::stats::SourceMetrics;
+use crate::upstream::Upstream;
+
+const EXCHANGE: &str = "kraken";
+
+pub struct Kraken {
+    upstream: Upstream,
+    ticker_url: String,
+    pairs_url: String,
+    /// Kraken pair key (and altname) → assets.
+    pairs: Arc<HashMap<String, Assets>>,
+    refresh: Refresh,
+}
+
+impl fmt::Debug for Kraken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kraken")
+            .field("ticker_url", &self.ticker_url)
+            .field("pairs", &self.pairs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kraken {
+    pub fn new(config: &NetworkConfig, metrics: Arc<SourceMetrics>) -> Result<Self, SourceError> {
+        let base = config.url.as_str().trim_end_matches('/');
+        Ok(Self {
+            upstream: Upstream::new(&config.http, metrics)?,
+            ticker_url: format!("{base}/0/public/Ticker"),
+            pairs_url: format!("{base}/0/public/AssetPairs"),
+            pairs: Arc::default(),
+            refresh: Refresh::new(Duration::from_secs(3_600), Duration::from_secs(300)),
+        })
+    }
+
+    async fn poll_once(&mut self) -> Result<Fetched, SourceError> {
+        let mut fetched = Fetched::default();
+        if self.refresh.is_due() {
+            let result = self.upstream.get(&self.pairs_url, HeaderMap::new()).await;
+            fetched.requests += 1;
+            match result.and_then(|r| parse_asset_pairs(&r.body)) {
+                Ok(pairs) => {
+                    self.pairs = Arc::new(pairs);
+                    self.refresh.done(true);
+                }
+                // Without any listing, pairs cannot be named: the poll fails.
+                Err(e) if self.pairs.is_empty() => {
+                    self.refresh.done(false);
+                    return Err(e);
+                }
+                Err(e) => {
+                    self.refresh.done(false);
+                    tracing::warn!(source = "kraken", reason = e.reason(), error = %e, "cannot refresh AssetPairs; keeping the previous listing");
+                }
+            }
+        }
+        let response = self
+            .upstream
+            .get(&self.ticker_url, HeaderMap::new())
+            .await?;
+        fetched.requests += 1;
+        let pairs = self.pairs.clone();
+        let parsed = tokio::task::spawn_blocking(move || parse_ticker(&response.body, &pairs))
+            .await
+            .map_err(|e| SourceError::Decode(format!("parser task failed: {e}")))??;
+        if parsed.rejections.values[RejectReason::UnknownPair as usize] > 0 {
+            // A pair listed since the last AssetPairs: fetch it again soon.
+            self.refresh.hurry();
+        }
+        fetched.markets = parsed.markets;
+        fetched.rejections = parsed.rejections;
+        Ok(fetched)
+    }
+}
+
+impl Source for Kraken {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Kraken
+    }
+
+    fn poll(&mut self) -> PollFuture<'_> {
+        Box::pin(self.poll_once())
+    }
+}
+
+// ---- Wire format ----
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    #[serde(default)]
+    error: Vec<String>,
+    result: Option<T>,
+}
+
+#[derive(Deserialize)]
+struct AssetPairDto {
+    #[serde(default)]
+    altname: Option<String>,
+    #[serde(default)]
+    wsname: Option<String>,
+    base: String,
+    quote: String,
+}
+
+#[derive(Deserialize)]
+struct TickerDto {
+    #[serde(default)]
+    c: Vec<Num>,
+    #[serde(default)]
+    h: Vec<Num>,
+    #[serde(default)]
+    l: Vec<Num>,
+    #[serde(default)]
+    v: Vec<Num>,
+    #[serde(default)]
+    p: Vec<Num>,
+    #[serde(default)]
+    t: Vec<Num>,
+}
+
+/// One array element: a decimal string (or a number, for trade counts).
+#[derive(Deserialize, Clone, Copy)]
+struct Num(#[serde(deserialize_with = "number")] Option<f64>);
+
+fn at(values: &[Num], i: usize) -> Option<f64> {
+    values.get(i).and_then(|n| n.0)
+}
+
+/// Kraken's HTTP-200 errors. Warnings (`W...`) are not errors.
+fn check_errors(errors: &[String]) -> Result<(), SourceError> {
+    let errors: Vec<&str> = errors
+        .iter()
+        .map(String::as_str)
+        .filter(|e| e.starts_with('E'))
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    if errors
+        .iter()
+        .any(|e| e.contains("Too many requests") || e.contains("Rate limit exceeded"))
+    {
+        return Err(SourceError::RateLimited {
+            status: 200,
+            retry_after: None,
+        });
+    }
+    Err(SourceError::Api(errors.join("; ")))
+}
+
+/// Kraken's asset code as Cryptowatch names it.
+fn asset(code: &str) -> String {
+    match code.to_ascii_uppercase().as_str() {
+        "XBT" => "btc".to_owned(),
+        "XDG" => "doge".to_owned(),
+        other => other.to_ascii_lowercase(),
+    }
+}
+
+/// Legacy four-letter codes carry an `X` (crypto) or `Z` (fiat) prefix:
+/// `XXBT`, `ZUSD`. Only used when a pair has no `wsname`.
+fn strip_legacy(code: &str) -> &str {
+    if code.len() == 4 && (code.starts_with('X') || code.starts_with('Z')) {
+        &code[1..]
+    } else {
+        code
+    }
+}
+
+/// Parses `/0/public/AssetPairs` into key (and altname) → assets.
+pub fn parse_asset_pairs(body: &[u8]) -> Result<HashMap<String, Assets>, SourceError> {
+    let dto: Envelope<HashMap<String, AssetPairDto>> = serde_json::from_slice(body)
+        .map_err(|e| SourceError::Decode(format!("AssetPairs: {e}")))?;
+    check_errors(&dto.error)?;
+    let result = dto
+        .result
+        .ok_or_else(|| SourceError::Decode("AssetPairs: no \"result\" object".into()))?;
+    let mut pairs = HashMap::with_capacity(result.len() * 2);
+    for (key, p) in result {
+        let (base, quote) = match p.wsname.as_deref().and_then(|w| w.split_once('/')) {
+            Some((b, q)) => (asset(b), asset(q)),
+            None => (asset(strip_legacy(&p.base)), asset(strip_legacy(&p.quote))),
+        };
+        let assets = Assets { base, quote };
+        if let Some(alt) = p.altname.filter(|a| *a != key) {
+            pairs.insert(alt, assets.clone());
+        }
+        pairs.insert(key, assets);
+    }
+    Ok(pairs)
+}
+
+/// Parsed `/0/public/Ticker`.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub markets: Vec<crate::domain::RawMarket>,
+    pub rejections: crate::domain::Rejections,
+}
+
+/// Parses `/0/public/Ticker` (all pairs), naming pairs from the AssetPairs listing.
+pub fn parse_ticker(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<Parsed, SourceError> {
+    let dto: Envelope<HashMap<String, TickerDto>> =
+        serde_json::from_slice(body).map_err(|e| SourceError::Decode(format!("Ticker: {e}")))?;
+    check_errors(&dto.error)?;
+    let result = dto
+        .result
+        .ok_or_else(|| SourceError::Decode("Ticker: no \"result\" object".into()))?;
+    let mut out = Parsed {
+        markets: Vec::with_capacity(result.len()),
+        ..Parsed::default()
+    };
+    for (key, t) in result {
+        let Some(assets) = pairs.get(&key) else {
+            out.rejections.count(RejectReason::UnknownPair);
+            continue;
+        };
+        let mut values = [None; Gauge::COUNT];
+        let trades = at(&t.t, 1);
+        // No trade in 24 h: `c` still holds the last trade, however old. A
+        // price of 0 is how the domain marks "no trades" (counted, not exported).
+        values[Gauge::Price as usize] = if trades == Some(0.0) {
+            Some(0.0)
+        } else {
+            at(&t.c, 0)
+        };
+        values[Gauge::PriceHigh24h as usize] = at(&t.h, 1);
+        values[Gauge::PriceLow24h as usize] = at(&t.l, 1);
+        let volume = at(&t.v, 1);
+        values[Gauge::Volume24h as usize] = volume;
+        values[Gauge::VolumeQuote24h as usize] = volume.zip(at(&t.p, 1)).map(|(v, p)| v * p);
+        out.markets.push(RawMarket {
+            exchange: EXCHANGE.to_owned(),
+            pair: assets.pair(),
+            assets: Some(assets.clone()),
+            values,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAIRS: &[u8] = br#"{"error":[],"result":{
+        "XXBTZUSD":{"altname":"XBTUSD","wsname":"XBT/USD","base":"XXBT","quote":"ZUSD","status":"online"},
+        "XBTUSDT":{"altname":"XBTUSDT","wsname":"XBT/USDT","base":"XXBT","quote":"USDT"},
+        "XDGEUR":{"altname":"XDGEUR","wsname":"XDG/EUR","base":"XXDG","quote":"ZEUR"},
+        "OLDPAIR":{"altname":"OLDPAIR","base":"XETH","quote":"ZGBP"}
+    }}"#;
+
+    #[test]
+    fn asset_pairs_normalise_like_cryptowatch() {
+        let pairs = parse_asset_pairs(PAIRS).unwrap();
+        assert_eq!(pairs["XXBTZUSD"], Assets::new("btc", "usd"));
+        assert_eq!(pairs["XBTUSD"], Assets::new("btc", "usd"), "altname too");
+        assert_eq!(pairs["XBTUSDT"].pair(), "btcusdt");
+        assert_eq!(pairs["XDGEUR"].pair(), "dogeeur");
+        assert_eq!(
+            pairs["OLDPAIR"].pair(),
+            "ethgbp",
+            "legacy codes without wsname"
+        );
+    }
+
+    #[test]
+    fn ticker_values() {
+        let pairs = parse_asset_pairs(PAIRS).unwrap();
+        let body = br#"{"error":[],"result":{
+            "XBTUSDT":{"a":["81277.20000","1","1.000"],"b":["81273.40000","1","1.000"],"c":["81280.20000","0.05016745"],"v":["175.73904925","218.16099893"],"p":["80123.90460","79575.03199"],"t":[6682,9276],"l":["76972.30000","76972.30000"],"h":["81363.80000","81363.80000"],"o":"77335.20000"},
+            "XDGEUR":{"c":["0.1","1"],"v":["0","0"],"p":["0","0"],"t":[0,0],"l":["0.1","0.1"],"h":["0.1","0.1"],"o":"0.1"},
+            "NEWPAIR":{"c":["1","1"]}
+        }}"#;
+        let parsed = parse_ticker(body, &pairs).unwrap();
+        assert_eq!(parsed.markets.len(), 2);
+        let btc = parsed.markets.iter().find(|m| m.pair == "btcusdt").unwrap();
+        assert_eq!(btc.exchange, "kraken");
+        assert_eq!(
+            btc.values,
+            [
+                Some(81280.2),
+                Some(81363.8),
+                Some(76972.3),
+                None,
+                Some(218.16099893),
+                Some(218.16099893 * 79575.03199),
+                None
+            ]
+        );
+        let doge = parsed.markets.iter().find(|m| m.pair == "dogeeur").unwrap();
+        assert_eq!(doge.values[Gauge::Price as usize], Some(0.0), "no trades");
+        assert_eq!(
+            parsed.rejections.values[RejectReason::UnknownPair as usize],
+            1
+        );
+    }
+
+    #[test]
+    fn errors_in_a_200() {
+        let limited = parse_ticker(
+            br#"{"error":["EGeneral:Too many requests"]}"#,
+            &HashMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(limited.reason(), "rate_limited");
+        let api = parse_ticker(
+            br#"{"error":["EQuery:Unknown asset pair"]}"#,
+            &HashMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(api.reason(), "api_error");
+        assert_eq!(
+            api.to_string(),
+            "upstream reported an error: EQuery:Unknown asset pair"
+        );
+        let warned = parse_ticker(
+            br#"{"error":["WGeneral:Deprecated"],"result":{}}"#,
+            &HashMap::new(),
+        );
+        assert!(warned.is_ok());
+        assert_eq!(
+            parse_ticker(b"[]", &HashMap::new()).unwrap_err().reason(),
+            "invalid_response"
+        );
+        assert_eq!(
+            parse_ticker(br#"{"error":[]}"#, &HashMap::new())
+                .unwrap_err()
+                .reason(),
+            "invalid_response"
+        );
+    }
+}
