@@ -115,7 +115,7 @@ fn compose_file_is_complete_and_pinned() {
             "secret {name}: {default} missing"
         );
     }
-    // 90 days of retention on a named volume; the demo source by default.
+    // 90 days of retention on a named volume; the live kraken source by default.
     let prom = services["prometheus"]["command"].as_array().unwrap();
     assert!(
         prom.iter()
@@ -123,7 +123,7 @@ fn compose_file_is_complete_and_pinned() {
     );
     assert_eq!(
         services["exporter"]["environment"]["CRYPTO_MARKET_EXPORTER_SOURCE"],
-        "${CRYPTO_MARKET_EXPORTER_SOURCE:-demo}"
+        "${CRYPTO_MARKET_EXPORTER_SOURCE:-kraken}"
     );
 }
 
