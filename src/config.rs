@@ -1095,6 +1095,48 @@ mod tests {
     }
 
     #[test]
+    fn several_sources_with_their_own_settings() {
+        let c = merge(
+            &["--binance.url=http://127.0.0.1:1/"],
+            "source: [kraken, binance, coinbase]\n\
+             poll:\n  interval: 30s\n\
+             kraken:\n  poll_interval: 2m\n  rate_limit:\n    period: 2s\n    burst: 3\n\
+             binance:\n  url: https://mirror.example\n  timeout: 10s\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sources,
+            vec![
+                SourceKind::Kraken,
+                SourceKind::Binance,
+                SourceKind::Coinbase
+            ]
+        );
+        assert_eq!(c.kraken.http.rate_limit_period, Duration::from_secs(2));
+        assert_eq!(c.kraken.http.rate_limit_burst.get(), 3);
+        assert_eq!(
+            c.poll_for(SourceKind::Kraken).interval,
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            c.poll_for(SourceKind::Binance).interval,
+            Duration::from_secs(30)
+        );
+        // The flag beats the file; the file's other keys still apply.
+        assert_eq!(c.binance.url.as_str(), "http://127.0.0.1:1/");
+        assert_eq!(c.binance.http.timeout, Duration::from_secs(10));
+        // Coinbase's own default quota: 8 requests/s.
+        assert_eq!(
+            c.coinbase.http.rate_limit_period,
+            Duration::from_millis(125)
+        );
+        assert_eq!(
+            c.coinbase.url.as_str(),
+            "https://api.exchange.coinbase.com/"
+        );
+    }
+
+    #[test]
     fn flag_errors_name_the_flag() {
         let e = merge(&["--poll.interval=soon"], "")
             .unwrap_err()

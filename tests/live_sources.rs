@@ -536,3 +536,74 @@ async fn an_exchange_with_its_own_source_is_left_out_of_cryptowatch() {
     assert_eq!(series.len(), 1, "{series:?}");
     exporter.stop().await;
 }
+
+// ---- The same guarantees for every live source ----
+
+/// Starts a fake upstream for `source` serving good data.
+async fn upstream_for(source: &str) -> FakeUpstream {
+    match source {
+        "kraken" => kraken_upstream().await,
+        "binance" => binance_upstream("100").await,
+        "coinbase" => coinbase_upstream().await,
+        other => panic!("no fake upstream for {other}"),
+    }
+}
+
+/// The request that carries the market data (the one a 429 is put on).
+fn data_path(source: &str) -> &'static str {
+    match source {
+        "kraken" => "/0/public/Ticker",
+        "binance" => "/api/v3/ticker/24hr",
+        _ => "/products",
+    }
+}
+
+#[tokio::test]
+async fn every_source_stays_within_its_quota() {
+    for source in ["kraken", "binance", "coinbase"] {
+        let up = upstream_for(source).await;
+        // Polls as fast as possible: only the quota spaces the requests.
+        let exporter = start(&args_with(source, &up.url, "1ms", "60ms")).await;
+        exporter
+            .wait_for("several polls", |m| m.successes_of(source) >= 3.0)
+            .await;
+        exporter.stop().await;
+        assert_spaced(&up.hits(), Duration::from_millis(60));
+    }
+}
+
+#[tokio::test]
+async fn every_source_honours_retry_after() {
+    for source in ["kraken", "binance", "coinbase"] {
+        let up = upstream_for(source).await;
+        let exporter = start(&args(source, &up.url)).await;
+        exporter
+            .wait_for("a poll", |m| m.successes_of(source) >= 1.0)
+            .await;
+        up.route(
+            data_path(source),
+            status(429, &[("retry-after", "1")], "{}"),
+        );
+        exporter
+            .wait_for("429", |m| m.failures_of(source, "rate_limited") >= 1.0)
+            .await;
+        let limited_at = up.hits_on(data_path(source)).last().map(|h| h.at).unwrap();
+        // Back to good data; the next request must still wait out the second.
+        let good = match source {
+            "kraken" => json("kraken/ticker.all.synthetic.json"),
+            "binance" => json("binance/ticker_24hr.excerpt.2024-01-05.json"),
+            _ => json("coinbase/products.synthetic.json"),
+        };
+        up.route(data_path(source), good);
+        exporter
+            .wait_for("recovery", |m| m.of("up", source) == 1.0)
+            .await;
+        exporter.stop().await;
+        let next = up.hits().into_iter().find(|h| h.at > limited_at).unwrap();
+        assert!(
+            next.at - limited_at >= Duration::from_millis(990),
+            "{source}: retried {:?} after a 429 with Retry-After: 1",
+            next.at - limited_at
+        );
+    }
+}
