@@ -35,6 +35,7 @@ fn normalize(body: &str) -> String {
         "crypto_market_exporter_last_success_timestamp_seconds",
         "crypto_market_exporter_rate_limiter_wait_seconds_total",
         "crypto_market_exporter_next_poll_delay_seconds",
+        "crypto_market_exporter_last_poll_duration_seconds",
     ];
     let mut out = String::new();
     for line in body.lines() {
