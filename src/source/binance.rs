@@ -21,7 +21,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
 use super::de::number;
-use super::{Fetched, PollFuture, Refresh, Source, SourceError, SourceKind};
+use super::{Fetched, PollFuture, Refresh, Source, SourceError, SourceKind, parse_blocking};
 use crate::config::NetworkConfig;
 use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
 use crate::stats::SourceMetrics;
@@ -76,20 +76,13 @@ impl Binance {
             if let Ok(r) = &result {
                 fetched.slow_down = self.slow_down(r, SystemTime::now());
             }
-            match result.and_then(|r| parse_exchange_info(&r.body)) {
-                Ok(info) => {
-                    self.symbols = Arc::new(info.symbols);
-                    self.weight_limit = info.weight_limit.unwrap_or(DEFAULT_WEIGHT_LIMIT);
-                    self.refresh.done(true);
-                }
-                Err(e) if self.symbols.is_empty() => {
-                    self.refresh.done(false);
-                    return Err(e);
-                }
-                Err(e) => {
-                    self.refresh.done(false);
-                    tracing::warn!(source = "binance", reason = e.reason(), error = %e, "cannot refresh exchangeInfo; keeping the previous listing");
-                }
+            let listing = result.and_then(|r| parse_exchange_info(&r.body));
+            if let Some(info) =
+                self.refresh
+                    .settle(listing, !self.symbols.is_empty(), "binance", "exchangeInfo")?
+            {
+                self.symbols = Arc::new(info.symbols);
+                self.weight_limit = info.weight_limit.unwrap_or(DEFAULT_WEIGHT_LIMIT);
             }
             // Both calls in one poll could cross the limit: wait if told to.
             if let Some(wait) = fetched.slow_down {
@@ -104,9 +97,7 @@ impl Binance {
         fetched.requests += 1;
         fetched.slow_down = self.slow_down(&response, SystemTime::now());
         let symbols = self.symbols.clone();
-        let parsed = tokio::task::spawn_blocking(move || parse_ticker(&response.body, &symbols))
-            .await
-            .map_err(|e| SourceError::Decode(format!("parser task failed: {e}")))??;
+        let parsed = parse_blocking(move || parse_ticker(&response.body, &symbols)).await?;
         if parsed.rejections.values[RejectReason::UnknownPair as usize] > 0 {
             self.refresh.hurry();
         }

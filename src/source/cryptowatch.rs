@@ -18,14 +18,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::de::number;
-use super::{Credits, Fetched, PollFuture, Source, SourceError, SourceKind};
+use super::{
+    Credits, Fetched, PollFuture, Refresh, Source, SourceError, SourceKind, parse_blocking,
+};
 use crate::config::{CryptowatchConfig, Secret};
 use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
 use crate::stats::SourceMetrics;
@@ -46,7 +46,7 @@ pub struct Cryptowatch {
     /// Pair symbol → assets, from the last good `/pairs` listing.
     pairs: Arc<HashMap<String, Assets>>,
     /// When `/pairs` is next due.
-    pairs_due: Option<Instant>,
+    pairs_refresh: Refresh,
 }
 
 impl fmt::Debug for Cryptowatch {
@@ -69,7 +69,7 @@ impl Cryptowatch {
             base_url,
             api_key: config.api_key.clone(),
             pairs: Arc::default(),
-            pairs_due: None,
+            pairs_refresh: Refresh::new(PAIRS_REFRESH, PAIRS_RETRY),
         })
     }
 
@@ -88,7 +88,7 @@ impl Cryptowatch {
     /// Refreshes the pair listing when due. A failure is logged, not fatal:
     /// prices matter more than the `base`/`quote` labels.
     async fn refresh_pairs(&mut self, fetched: &mut Fetched) {
-        if self.pairs_due.is_some_and(|due| Instant::now() < due) {
+        if !self.pairs_refresh.is_due() {
             return;
         }
         match self.fetch_pairs(fetched).await {
@@ -99,11 +99,11 @@ impl Cryptowatch {
                     "pair listing loaded"
                 );
                 self.pairs = Arc::new(pairs);
-                self.pairs_due = Some(Instant::now() + PAIRS_REFRESH);
+                self.pairs_refresh.done(true);
             }
             Err(e) => {
                 tracing::warn!(source = "cryptowatch", reason = e.reason(), error = %e, retry_in = "1h", "cannot load the pair listing; exporting markets without base/quote labels");
-                self.pairs_due = Some(Instant::now() + PAIRS_RETRY);
+                self.pairs_refresh.done(false);
             }
         }
     }
@@ -146,10 +146,7 @@ impl Cryptowatch {
             fetched.requests += 1;
             let pairs = self.pairs.clone();
             // Parsing 4 MB takes ~10 ms: keep it off the async workers.
-            let page =
-                tokio::task::spawn_blocking(move || parse_with_pairs(&response.body, &pairs))
-                    .await
-                    .map_err(|e| SourceError::Decode(format!("parser task failed: {e}")))??;
+            let page = parse_blocking(move || parse_with_pairs(&response.body, &pairs)).await?;
             fetched.markets.extend(page.markets);
             fetched.rejections.add(&page.rejections);
             fetched.credits = page.credits.or(fetched.credits);

@@ -23,7 +23,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
 use super::de::number;
-use super::{Fetched, PollFuture, Refresh, Source, SourceError, SourceKind};
+use super::{Fetched, PollFuture, Refresh, Source, SourceError, SourceKind, parse_blocking};
 use crate::config::NetworkConfig;
 use crate::domain::{Assets, Gauge, RawMarket, RejectReason};
 use crate::stats::SourceMetrics;
@@ -66,20 +66,12 @@ impl Kraken {
         if self.refresh.is_due() {
             let result = self.upstream.get(&self.pairs_url, HeaderMap::new()).await;
             fetched.requests += 1;
-            match result.and_then(|r| parse_asset_pairs(&r.body)) {
-                Ok(pairs) => {
-                    self.pairs = Arc::new(pairs);
-                    self.refresh.done(true);
-                }
-                // Without any listing, pairs cannot be named: the poll fails.
-                Err(e) if self.pairs.is_empty() => {
-                    self.refresh.done(false);
-                    return Err(e);
-                }
-                Err(e) => {
-                    self.refresh.done(false);
-                    tracing::warn!(source = "kraken", reason = e.reason(), error = %e, "cannot refresh AssetPairs; keeping the previous listing");
-                }
+            let listing = result.and_then(|r| parse_asset_pairs(&r.body));
+            if let Some(pairs) =
+                self.refresh
+                    .settle(listing, !self.pairs.is_empty(), "kraken", "AssetPairs")?
+            {
+                self.pairs = Arc::new(pairs);
             }
         }
         let response = self
@@ -88,9 +80,7 @@ impl Kraken {
             .await?;
         fetched.requests += 1;
         let pairs = self.pairs.clone();
-        let parsed = tokio::task::spawn_blocking(move || parse_ticker(&response.body, &pairs))
-            .await
-            .map_err(|e| SourceError::Decode(format!("parser task failed: {e}")))??;
+        let parsed = parse_blocking(move || parse_ticker(&response.body, &pairs)).await?;
         if parsed.rejections.values[RejectReason::UnknownPair as usize] > 0 {
             // A pair listed since the last AssetPairs: fetch it again soon.
             self.refresh.hurry();

@@ -147,6 +147,46 @@ impl Refresh {
     }
 }
 
+impl Refresh {
+    /// Applies the outcome of fetching a listing. A new listing is returned to
+    /// be swapped in. A failure is fatal to the poll only while there is no
+    /// listing at all (`have_one` false): otherwise it is logged and the
+    /// previous listing stays.
+    pub fn settle<T>(
+        &mut self,
+        fetched: Result<T, SourceError>,
+        have_one: bool,
+        source: &'static str,
+        what: &'static str,
+    ) -> Result<Option<T>, SourceError> {
+        match fetched {
+            Ok(listing) => {
+                self.done(true);
+                Ok(Some(listing))
+            }
+            Err(e) if !have_one => {
+                self.done(false);
+                Err(e)
+            }
+            Err(e) => {
+                self.done(false);
+                tracing::warn!(source, listing = what, reason = e.reason(), error = %e, "cannot refresh the listing; keeping the previous one");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Runs a parser on a blocking thread: a full response takes milliseconds to
+/// parse, too long for an async worker.
+pub async fn parse_blocking<T: Send + 'static>(
+    parse: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
+) -> Result<T, SourceError> {
+    tokio::task::spawn_blocking(parse)
+        .await
+        .map_err(|e| SourceError::Decode(format!("parser task failed: {e}")))?
+}
+
 /// Remaining API credits, for upstreams that meter them (Cryptowatch).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Credits {
