@@ -23,8 +23,20 @@ fn lines(stderr: std::process::ChildStderr) -> Receiver<String> {
     rx
 }
 
-fn start(format: &str) -> (std::process::Child, String, Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
+/// The exporter process; killed on drop, so a failed assertion never leaves it running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start(format: &str) -> (Running, String, Receiver<String>) {
+    let child = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
         .args([
             "--source=demo",
             "--web.listen-address=127.0.0.1:0",
@@ -36,11 +48,12 @@ fn start(format: &str) -> (std::process::Child, String, Receiver<String>) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let rx = lines(child.stderr.take().unwrap());
+    let mut running = Running(child);
+    let rx = lines(running.0.stderr.take().unwrap());
     let first = rx
         .recv_timeout(PATIENCE)
         .expect("no log line from the exporter");
-    (child, first, rx)
+    (running, first, rx)
 }
 
 fn address(line: &str) -> String {
@@ -66,7 +79,8 @@ fn get(addr: &str, path: &str) -> String {
     out
 }
 
-fn sigterm_and_wait(mut child: std::process::Child, stderr: Receiver<String>) -> String {
+fn sigterm_and_wait(mut running: Running, stderr: Receiver<String>) -> String {
+    let child = &mut running.0;
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
