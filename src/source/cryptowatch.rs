@@ -261,6 +261,31 @@ enum ErrorDto {
     Other(serde::de::IgnoredAny),
 }
 
+impl ErrorDto {
+    fn into_source_error(self, body: &[u8]) -> SourceError {
+        SourceError::Api(match self {
+            ErrorDto::Text(s) => s,
+            ErrorDto::Other(_) => crate::upstream::excerpt(body),
+        })
+    }
+}
+
+impl AllowanceDto {
+    fn credits(self) -> Option<Credits> {
+        Some(Credits {
+            cost: self.cost?,
+            remaining: self.remaining?,
+        })
+    }
+}
+
+impl CursorDto {
+    /// The cursor of the next page, if there is one.
+    fn next(self) -> Option<String> {
+        self.last.filter(|_| self.has_more)
+    }
+}
+
 /// Reads the `result` object straight into a Vec: no intermediate map, keys
 /// borrowed from the body where they contain no escapes.
 fn market_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Entries<'de>>, D::Error> {
@@ -306,10 +331,7 @@ pub fn parse_with_pairs(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<
     let dto: SummariesDto<'_> =
         serde_json::from_slice(body).map_err(|e| SourceError::Decode(format!("{e}")))?;
     if let Some(error) = dto.error {
-        return Err(SourceError::Api(match error {
-            ErrorDto::Text(s) => s,
-            ErrorDto::Other(_) => crate::upstream::excerpt(body),
-        }));
+        return Err(error.into_source_error(body));
     }
     let Some(result) = dto.result else {
         return Err(SourceError::Decode(
@@ -347,13 +369,8 @@ pub fn parse_with_pairs(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<
             values,
         });
     }
-    page.credits = dto.allowance.and_then(|a| {
-        Some(Credits {
-            cost: a.cost?,
-            remaining: a.remaining?,
-        })
-    });
-    page.next_cursor = dto.cursor.filter(|c| c.has_more).and_then(|c| c.last);
+    page.credits = dto.allowance.and_then(AllowanceDto::credits);
+    page.next_cursor = dto.cursor.and_then(CursorDto::next);
     Ok(page)
 }
 
@@ -394,10 +411,7 @@ pub fn parse_pairs(body: &[u8]) -> Result<PairsPage, SourceError> {
     let dto: PairsDto = serde_json::from_slice(body)
         .map_err(|e| SourceError::Decode(format!("pair listing: {e}")))?;
     if let Some(error) = dto.error {
-        return Err(SourceError::Api(match error {
-            ErrorDto::Text(s) => s,
-            ErrorDto::Other(_) => crate::upstream::excerpt(body),
-        }));
+        return Err(error.into_source_error(body));
     }
     let result = dto.result.ok_or_else(|| {
         SourceError::Decode("pair listing: no \"result\" array in the response".into())
@@ -407,13 +421,8 @@ pub fn parse_pairs(body: &[u8]) -> Result<PairsPage, SourceError> {
             .into_iter()
             .map(|p| (p.symbol, Assets::new(&p.base.symbol, &p.quote.symbol)))
             .collect(),
-        credits: dto.allowance.and_then(|a| {
-            Some(Credits {
-                cost: a.cost?,
-                remaining: a.remaining?,
-            })
-        }),
-        next_cursor: dto.cursor.filter(|c| c.has_more).and_then(|c| c.last),
+        credits: dto.allowance.and_then(AllowanceDto::credits),
+        next_cursor: dto.cursor.and_then(CursorDto::next),
     })
 }
 

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use super::de::number;
 use super::{Fetched, PollFuture, Refresh, Source, SourceError, SourceKind, parse_blocking};
 use crate::config::NetworkConfig;
-use crate::domain::{Assets, Gauge, RawMarket, RejectReason};
+use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
 use crate::stats::SourceMetrics;
 use crate::upstream::Upstream;
 
@@ -211,8 +211,8 @@ pub fn parse_asset_pairs(body: &[u8]) -> Result<HashMap<String, Assets>, SourceE
 /// Parsed `/0/public/Ticker`.
 #[derive(Debug, Default)]
 pub struct Parsed {
-    pub markets: Vec<crate::domain::RawMarket>,
-    pub rejections: crate::domain::Rejections,
+    pub markets: Vec<RawMarket>,
+    pub rejections: Rejections,
 }
 
 /// Parses `/0/public/Ticker` (all pairs), naming pairs from the AssetPairs listing.
