@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{Exporter, FakeUpstream, Reply, unmetered};
-use crypto_market_exporter::domain::{Gauge, Rejections, admit_all};
+use crypto_market_exporter::domain::{Gauge, Market, Rejections, admit_all};
 use crypto_market_exporter::source::cryptowatch::parse;
 use serde_json::Value;
 
@@ -100,12 +100,30 @@ impl Drop for TempDir {
     }
 }
 
-/// One hour of the recording's values at the scrape interval (10s), ending 30s ago.
+/// Seconds into the previous clock hour of its 5-minute rollups (never on the hour, as
+/// in production) and of its hourly totals.
+const ROLLUPS: [i64; 12] = [
+    150, 450, 750, 1050, 1350, 1650, 1950, 2250, 2550, 2850, 3150, 3450,
+];
+const TOTALS: [i64; 1] = [1800];
+
+/// One hour of the recording's values at the scrape interval (10s), ending 30s ago;
+/// and, for the 24h statistics, what Prometheus would have recorded in the previous
+/// clock hour: the 5-minute rollups of those values and the hourly 24h totals. The
+/// 24h groups read only whole past clock hours (docs/rules.md), which a test of a few
+/// minutes never lives through.
 fn backfill(dir: &Path, instance: &str) {
     let page = parse(&unmetered(FIXTURE)).unwrap();
     let mut rejections = Rejections::default();
     let markets = admit_all(page.markets, &mut rejections);
     let end = unix_now() as i64 - 30;
+    let hour = end - end % 3600; // the last whole hour: the previous clock hour ends here
+    let labels = |m: &Market| {
+        format!(
+            "{{exchange=\"{}\",pair=\"{}\",job=\"crypto-market-exporter\",instance=\"{instance}\"}}",
+            m.exchange, m.pair
+        )
+    };
     let mut om = String::new();
     for gauge in Gauge::ALL {
         om.push_str(&format!("# TYPE {} gauge\n", gauge.name()));
@@ -113,12 +131,44 @@ fn backfill(dir: &Path, instance: &str) {
             let Some(v) = m.get(gauge) else { continue };
             for i in (0..360).rev() {
                 om.push_str(&format!(
-                    "{}{{exchange=\"{}\",pair=\"{}\",job=\"crypto-market-exporter\",instance=\"{instance}\"}} {v} {}\n",
+                    "{}{} {v} {}\n",
                     gauge.name(),
-                    m.exchange,
-                    m.pair,
+                    labels(m),
                     end - i * 10
                 ));
+            }
+        }
+    }
+    let recorded = [
+        Gauge::Price,
+        Gauge::Volume24h,
+        Gauge::VolumeQuote24h,
+        Gauge::VolumeUsd24h,
+    ];
+    for gauge in recorded {
+        // 30 samples per 5 minutes at the 10s scrape interval; 12 windows per hour.
+        // (statistic, samples it sums, power of the value, when): count, Σx, Σx².
+        let stats: [(&str, f64, i32, &[i64]); 6] = [
+            ("count5m", 30.0, 0, &ROLLUPS),
+            ("sum5m", 30.0, 1, &ROLLUPS),
+            ("sumsq5m", 30.0, 2, &ROLLUPS),
+            ("count24h_hourly", 360.0, 0, &TOTALS),
+            ("sum24h_hourly", 360.0, 1, &TOTALS),
+            ("sumsq24h_hourly", 360.0, 2, &TOTALS),
+        ];
+        for (stat, samples, power, offsets) in stats {
+            let name = format!("market:{}:{stat}", gauge.name());
+            om.push_str(&format!("# TYPE {name} gauge\n"));
+            for m in &markets {
+                let Some(v) = m.get(gauge) else { continue };
+                for offset in offsets {
+                    om.push_str(&format!(
+                        "{name}{} {} {}\n",
+                        labels(m),
+                        samples * v.powi(power),
+                        hour - 3600 + offset
+                    ));
+                }
             }
         }
     }
