@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""The hourly 24h totals (`market:*:{count,sum,sumsq}24h_hourly`) as a running
+Prometheus would have recorded them, as OpenMetrics for `promtool tsdb
+create-blocks-from openmetrics` (rule-evaluation benchmark, docs/performance.md).
+
+    python3 benches/load/totals_backfill.py http://127.0.0.1:19090 START END STEP > totals.om
+
+Evaluates each totals rule of prometheus/rules/crypto-market.rules.yml over the HTTP
+API at START, START+STEP, ... END (Unix seconds), against a Prometheus that holds the
+5-minute rollups. promtool 2.42's `create-blocks-from rules` wrote no blocks for these
+rules (their subqueries), hence this helper. The 5-minute 24h groups read the totals of
+the previous clock hour, so a benchmark needs them for the hour before it starts.
+"""
+import json
+import re
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+base, start, end, step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rules_file = Path(__file__).resolve().parents[2] / "prometheus/rules/crypto-market.rules.yml"
+rules = re.findall(r"record: (market:\S+:(?:count|sum|sumsq)24h_hourly)\n\s+expr: (.*)\n",
+                   rules_file.read_text())
+out = sys.stdout
+for name, expr in rules:
+    query = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": step})
+    result = json.load(urllib.request.urlopen(f"{base}/api/v1/query_range?{query}", timeout=600))
+    out.write(f"# TYPE {name} gauge\n")
+    for series in result["data"]["result"]:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(series["metric"].items()))
+        for t, v in series["values"]:
+            out.write(f"{name}{{{labels}}} {v} {int(t)}\n")
+    print(f"{name}: {len(result['data']['result'])} series", file=sys.stderr)
+out.write("# EOF\n")
