@@ -239,3 +239,152 @@ fn alert_dashboard_links_point_at_real_dashboards() {
         );
     }
 }
+
+/// The groups the 5-minute and 24h tiers are split into, by pair (rules file header).
+/// The last takes every pair the first two do not, so each pair lands in exactly one.
+const PAIR_SPLITS: [(&str, &str); 3] = [
+    ("pairs-0-e", r#"{pair=~"[0-9a-e].*"}"#),
+    ("pairs-f-o", r#"{pair=~"[f-o].*"}"#),
+    ("pairs-rest", r#"{pair!~"[0-9a-o].*"}"#),
+];
+
+/// (group name, [(record, expr)]) of a rules file, in file order.
+fn rule_groups(path: &str) -> Vec<(String, Vec<(String, String)>)> {
+    yaml(path)["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let rules = g["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let name = r["record"].as_str().or(r["alert"].as_str()).unwrap();
+                    (name.to_owned(), r["expr"].as_str().unwrap().to_owned())
+                })
+                .collect();
+            (g["name"].as_str().unwrap().to_owned(), rules)
+        })
+        .collect()
+}
+
+/// promtool's duplicate-rules lint is off for the rules file (.ci/test) because the split
+/// groups record the same names on purpose; this is the stricter check in its place: a
+/// name is recorded by more than one group only within one split family, whose groups
+/// are the same rules with every selector restricted to their share of the pairs.
+#[test]
+fn rules_recorded_twice_are_exactly_the_pair_splits() {
+    let (first, second, rest) = (PAIR_SPLITS[0].1, PAIR_SPLITS[1].1, PAIR_SPLITS[2].1);
+    // The last matcher's class is the union of the first two: a partition of all pairs.
+    let class = |m: &str| -> std::collections::BTreeSet<char> {
+        let ranges = m.split('[').nth(1).unwrap().split(']').next().unwrap();
+        let ranges: Vec<char> = ranges.chars().collect();
+        ranges
+            .chunks(3)
+            .flat_map(|r| {
+                assert_eq!(r[1], '-', "{m}");
+                r[0]..=r[2]
+            })
+            .collect()
+    };
+    assert!(class(first).is_disjoint(&class(second)));
+    assert_eq!(
+        class(rest),
+        class(first).union(&class(second)).copied().collect()
+    );
+    assert!(first.contains("=~") && second.contains("=~") && rest.contains("!~"));
+
+    let groups = rule_groups("prometheus/rules/crypto-market.rules.yml");
+    let mut families = std::collections::BTreeMap::<String, Vec<usize>>::new();
+    let mut recorded_by = std::collections::BTreeMap::<&str, Vec<&str>>::new();
+    for (i, (name, rules)) in groups.iter().enumerate() {
+        for (record, _) in rules {
+            recorded_by.entry(record).or_default().push(name);
+        }
+        if let Some((suffix, _)) = PAIR_SPLITS.iter().find(|(s, _)| name.ends_with(s)) {
+            let base = name.strip_suffix(suffix).unwrap();
+            families.entry(base.to_owned()).or_default().push(i);
+        }
+    }
+    assert!(families.len() >= 32, "{} split families", families.len());
+    for (base, members) in &families {
+        let names: Vec<&str> = members.iter().map(|&i| groups[i].0.as_str()).collect();
+        let expected: Vec<String> = PAIR_SPLITS
+            .iter()
+            .map(|(s, _)| format!("{base}{s}"))
+            .collect();
+        assert_eq!(
+            names, expected,
+            "family {base}: one group per split, in order"
+        );
+        let unsplit = |i: usize, matcher: &str| -> Vec<(String, String)> {
+            let rules = &groups[i].1;
+            for (record, expr) in rules {
+                // Every metric selector carries the split's matcher, and no other split's.
+                let selectors = expr.matches("crypto_market_").count();
+                assert_eq!(
+                    expr.matches(matcher).count(),
+                    selectors,
+                    "{}: {record}: a selector without {matcher}: {expr}",
+                    groups[i].0
+                );
+            }
+            rules
+                .iter()
+                .map(|(r, e)| (r.clone(), e.replace(matcher, "")))
+                .collect()
+        };
+        let reference = unsplit(members[0], PAIR_SPLITS[0].1);
+        for (k, &i) in members.iter().enumerate().skip(1) {
+            assert_eq!(unsplit(i, PAIR_SPLITS[k].1), reference, "{}", groups[i].0);
+        }
+    }
+    for (record, in_groups) in recorded_by {
+        if in_groups.len() > 1 {
+            let base = in_groups[0]
+                .strip_suffix(PAIR_SPLITS[0].0)
+                .unwrap_or_else(|| {
+                    panic!("{record} is recorded by {in_groups:?}, which are not a pair split")
+                });
+            assert!(
+                families
+                    .get(base)
+                    .is_some_and(|f| f.len() == in_groups.len()),
+                "{record} is recorded by {in_groups:?}"
+            );
+        }
+    }
+}
+
+/// promtool evaluates the groups a test file does not list in `group_eval_order` first,
+/// in no set order, so a test file that orders the groups at all must list every one of
+/// them, in the rules file's order (which is the order of their dependencies).
+#[test]
+fn rule_tests_order_every_group() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("prometheus/tests")).unwrap() {
+        let path = entry.unwrap().path();
+        let rel = format!(
+            "prometheus/tests/{}",
+            path.file_name().unwrap().to_string_lossy()
+        );
+        let test = yaml(&rel);
+        let Some(order) = test["group_eval_order"].as_array() else {
+            continue;
+        };
+        let order: Vec<&str> = order.iter().map(|g| g.as_str().unwrap()).collect();
+        let mut all = Vec::new();
+        for file in test["rule_files"].as_array().unwrap() {
+            let file = file.as_str().unwrap().trim_start_matches("../");
+            all.extend(
+                rule_groups(&format!("prometheus/{file}"))
+                    .into_iter()
+                    .map(|g| g.0),
+            );
+        }
+        assert_eq!(order, all, "{rel}: group_eval_order");
+        checked += 1;
+    }
+    assert!(checked >= 4, "{checked} test files with group_eval_order");
+}
