@@ -34,5 +34,5 @@ for group in yaml.safe_load(rules_file.read_text())["groups"]:
             start = time.monotonic()
             urllib.request.urlopen(url, timeout=120).read()
             secs.append(time.monotonic() - start)
-        print(f"{group['name']:45} {rule['record']:55} median {statistics.median(secs):.3f}s "
+        print(f"{group['name']:55} {rule['record']:55} median {statistics.median(secs):.3f}s "
               f"min {min(secs):.3f}s")

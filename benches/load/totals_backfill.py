@@ -22,14 +22,22 @@ base, start, end, step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sy
 rules_file = Path(__file__).resolve().parents[2] / "prometheus/rules/crypto-market.rules.yml"
 rules = re.findall(r"record: (market:\S+:(?:count|sum|sumsq)24h_hourly)\n\s+expr: (.*)\n",
                    rules_file.read_text())
-out = sys.stdout
+# The rules are split by pair into several groups recording the same name: one metric
+# family (one TYPE line) per name, holding the series of all its splits.
+families = {}
 for name, expr in rules:
-    query = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": step})
-    result = json.load(urllib.request.urlopen(f"{base}/api/v1/query_range?{query}", timeout=600))
+    families.setdefault(name, []).append(expr)
+out = sys.stdout
+for name, exprs in families.items():
     out.write(f"# TYPE {name} gauge\n")
-    for series in result["data"]["result"]:
-        labels = ",".join(f'{k}="{v}"' for k, v in sorted(series["metric"].items()))
-        for t, v in series["values"]:
-            out.write(f"{name}{{{labels}}} {v} {int(t)}\n")
-    print(f"{name}: {len(result['data']['result'])} series", file=sys.stderr)
+    count = 0
+    for expr in exprs:
+        query = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": step})
+        result = json.load(urllib.request.urlopen(f"{base}/api/v1/query_range?{query}", timeout=600))
+        for series in result["data"]["result"]:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(series["metric"].items()))
+            for t, v in series["values"]:
+                out.write(f"{name}{{{labels}}} {v} {int(t)}\n")
+        count += len(result["data"]["result"])
+    print(f"{name}: {count} series from {len(exprs)} rules", file=sys.stderr)
 out.write("# EOF\n")
