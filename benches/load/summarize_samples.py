@@ -10,8 +10,8 @@ first scrapes) can be left out. A tier is a group name with the metric left out
 (`crypto-market-price-stats-24h` and `crypto-market-volume-stats-24h` are both
 `*-stats-24h`), and so is the pair split (`-pairs-0-e`, `-pairs-f-o` and `-pairs-rest`
 are `-pairs-*`); per tier it prints the groups, the evaluations, the median of the
-groups' medians, the range of those medians, the maximum and the share of evaluations
-that took at most 1 s.
+groups' medians, the range of those medians, the 95th percentile and the maximum of
+the evaluations, and the share of evaluations that took at most 1 s.
 """
 import json
 import re
@@ -32,15 +32,18 @@ tiers = {}
 for group, secs in by_group.items():
     tier = re.sub(SPLITS, "-pairs-*", re.sub("^" + METRICS, "*-", group))
     tiers.setdefault(tier, {})[group] = secs
-print("| tier (groups) | evaluations | median of the groups' medians | their medians | max | ≤ 1 s |")
-print("| --- | --- | --- | --- | --- | --- |")
+print("| tier (groups) | evaluations | median of the groups' medians | their medians | 95th percentile | max | ≤ 1 s |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
 for tier, groups in sorted(tiers.items()):
     medians = sorted(statistics.median(v) for v in groups.values())
     every = [x for v in groups.values() for x in v]
     within = sum(x <= 1.0 for x in every) / len(every)
     spread = f"{medians[0]:.2f} – {medians[-1]:.2f} s" if len(medians) > 1 else ""
+    p95 = sorted(every)[min(len(every) - 1, int(0.95 * len(every)))]
     print(f"| `{tier}` ({len(groups)}) | {len(every)} | {statistics.median(medians):.2f} s | {spread} "
-          f"| {max(every):.2f} s | {within:.0%} |")
+          f"| {p95:.2f} s | {max(every):.2f} s | {within:.0%} |")
 every = [x for v in by_group.values() for x in v]
 print(f"\nall: {len(every)} evaluations of {len(by_group)} groups, "
-      f"{sum(x <= 1.0 for x in every) / len(every):.1%} at most 1 s, max {max(every):.2f} s")
+      f"{sum(x <= 1.0 for x in every) / len(every):.1%} at most 1 s, max {max(every):.2f} s; "
+      f"median at most 1 s for {sum(statistics.median(v) <= 1.0 for v in by_group.values())} "
+      f"of the groups, every evaluation at most 1 s for {sum(max(v) <= 1.0 for v in by_group.values())}")
