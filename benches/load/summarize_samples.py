@@ -8,7 +8,7 @@ FROM and TO (ISO 8601 UTC prefixes such as 2026-12-01T22:05) bound the evaluatio
 counted, so the warm-up after Prometheus starts (compaction of the backfilled blocks,
 first scrapes) can be left out. A tier is a group name with the metric left out
 (`crypto-market-price-stats-24h` and `crypto-market-volume-stats-24h` are both
-`*-stats-24h`), and so is the pair split (`-pairs-0-b`, `-pairs-c-e`, … and `-pairs-rest`
+`*-stats-24h`), and so is the pair split (`-pairs-0-a`, `-pairs-b`, … and `-pairs-rest`
 are `-pairs-*`); per tier it prints the groups, the evaluations, the median of the
 groups' medians, the range of those medians, the 95th percentile and the maximum of
 the evaluations, and the share of evaluations that took at most 1 s.
@@ -22,7 +22,7 @@ path = sys.argv[1]
 since = sys.argv[2] if len(sys.argv) > 2 else ""
 until = sys.argv[3] if len(sys.argv) > 3 else "9999"
 METRICS = r"crypto-market-(?:price|volume-quote|volume-usd|volume)-"
-SPLITS = r"-pairs-(?:[0-9a-z]-[a-z]|rest)$"
+SPLITS = r"-pairs-(?:[0-9a-z](?:-[a-z])?|rest)$"
 by_group = {}
 for line in open(path):
     s = json.loads(line)
