@@ -7,7 +7,6 @@
 //! from a file or an environment variable: a flag would show up in `ps`.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,8 +17,12 @@ use tracing::level_filters::LevelFilter;
 
 use crate::filter::MarketFilter;
 use crate::glob::Glob;
+use crate::listen::ListenAddress;
 use crate::source::SourceKind;
 use crate::units::{parse_bytes, parse_duration};
+
+/// The source polled when none is configured: live, public, no key.
+pub const DEFAULT_SOURCE: SourceKind = SourceKind::Kraken;
 
 /// Environment variable holding the Cryptowatch API key (never logged).
 pub const CRYPTOWATCH_API_KEY_ENV: &str = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_API_KEY";
@@ -169,7 +172,11 @@ struct NetworkDefaults {
 #[command(
     name = "crypto-market-exporter",
     version,
-    about = "Prometheus exporter for crypto market data"
+    about = "Prometheus exporter for crypto market data",
+    override_usage = "crypto-market-exporter [OPTIONS]\n       crypto-market-exporter healthcheck [OPTIONS]",
+    after_help = "Commands:\n  healthcheck  Probe /-/healthy of the exporter that the same options describe \
+                  (--web.listen-address, env vars, --config.file); exit 0 when healthy, 1 otherwise. \
+                  The container image's HEALTHCHECK runs it: the image has no shell or curl."
 )]
 pub struct Cli {
     /// Path to a YAML config file.
@@ -179,7 +186,7 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub config_file: Option<PathBuf>,
-    /// Address to listen on for the web interface and telemetry. [default: 0.0.0.0:9795]
+    /// Address to listen on for the web interface and telemetry: [host]:port, e.g. :9795, 127.0.0.1:9795, [::1]:9795, localhost:9795. [default: :9795]
     #[arg(
         long = "web.listen-address",
         env = "CRYPTO_MARKET_EXPORTER_WEB_LISTEN_ADDRESS",
@@ -193,7 +200,7 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub web_telemetry_path: Option<String>,
-    /// Market data source(s) to poll; repeat or comma-separate for several. [default: cryptowatch]
+    /// Market data source(s) to poll, repeated or comma-separated: kraken, binance, coinbase, cryptowatch (needs a Cryptowatch-compatible --cryptowatch.url) or demo (offline). [default: kraken]
     #[arg(
         long = "source",
         env = "CRYPTO_MARKET_EXPORTER_SOURCE",
@@ -297,6 +304,30 @@ pub struct Cli {
         value_name = "N"
     )]
     pub demo_markets: Option<String>,
+    /// Which of the above came from environment variables (not a flag).
+    #[arg(skip)]
+    pub origins: Origins,
+}
+
+impl Cli {
+    /// Parses argv (program name first) and the environment, remembering
+    /// which values came from environment variables.
+    pub fn try_parse_with_origins(
+        args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+    ) -> Result<Self, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let cmd = Self::command();
+        let matches = cmd.clone().try_get_matches_from(args)?;
+        let mut cli = Self::from_arg_matches(&matches)?;
+        cli.origins = Origins::from_matches(&cmd, &matches);
+        Ok(cli)
+    }
+
+    /// [`Cli::try_parse_with_origins`]; `--help`, `--version` and usage
+    /// errors print and exit, as usual.
+    pub fn parse_with_origins(args: Vec<String>) -> Self {
+        Self::try_parse_with_origins(args).unwrap_or_else(|e| e.exit())
+    }
 }
 
 // ---- The YAML file: same options, nested by the dotted flag prefix. ----
@@ -484,6 +515,8 @@ pub struct CryptowatchConfig {
 pub struct DemoConfig {
     pub seed: u64,
     pub markets: usize,
+    /// The poll interval, which the simulation's spikes are timed against.
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -494,7 +527,7 @@ pub struct PollConfig {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen_address: SocketAddr,
+    pub listen_address: ListenAddress,
     pub telemetry_path: String,
     pub log_level: LevelFilter,
     pub log_format: LogFormat,
@@ -528,17 +561,47 @@ impl Config {
     }
 }
 
-/// Picks flag/env first, then the file; remembers which one for the message.
-fn pick(
-    cli: Option<&str>,
-    flag: &str,
-    file: Option<&Scalar>,
-    key: &str,
-) -> Option<(String, String)> {
-    match (cli, file) {
-        (Some(v), _) => Some((v.to_owned(), flag.to_owned())),
-        (None, Some(s)) => Some((s.0.clone(), key.to_owned())),
-        (None, None) => None,
+/// Which options got their value from an environment variable rather than
+/// the command line: `--log.level` → `CRYPTO_MARKET_EXPORTER_LOG_LEVEL`. Clap
+/// merges the two into one field; errors must name the one the user set.
+#[derive(Debug, Default, Clone)]
+pub struct Origins(std::collections::HashMap<String, String>);
+
+impl Origins {
+    /// Reads the value sources of every argument clap matched.
+    fn from_matches(cmd: &clap::Command, matches: &clap::ArgMatches) -> Self {
+        let mut map = std::collections::HashMap::new();
+        for arg in cmd.get_arguments() {
+            let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+                continue;
+            };
+            if matches.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::EnvVariable)
+            {
+                map.insert(format!("--{long}"), env.to_string_lossy().into_owned());
+            }
+        }
+        Self(map)
+    }
+
+    /// The name to put in a message about `flag`: the env var if the value came from there.
+    fn name(&self, flag: &str) -> String {
+        self.0.get(flag).cloned().unwrap_or_else(|| flag.to_owned())
+    }
+
+    /// Picks flag/env first, then the file; remembers which one for the message.
+    fn pick(
+        &self,
+        cli: Option<&str>,
+        flag: &str,
+        file: Option<&Scalar>,
+        key: &str,
+    ) -> Option<(String, String)> {
+        match (cli, file) {
+            (Some(v), _) => Some((v.to_owned(), self.name(flag))),
+            (None, Some(s)) => Some((s.0.clone(), key.to_owned())),
+            (None, None) => None,
+        }
     }
 }
 
@@ -573,7 +636,7 @@ impl Config {
     /// Parses the given argv (program name first) and the environment, then
     /// the config file they name. `--help`/`--version` print and exit, as usual.
     pub fn from_args(args: Vec<String>) -> Result<Self, ConfigError> {
-        Self::from_cli(Cli::parse_from(args))
+        Self::from_cli(Cli::parse_with_origins(args))
     }
 
     /// Merges already-parsed flags with the config file they name and validates.
@@ -586,22 +649,19 @@ impl Config {
     }
 
     fn merge(cli: Cli, file: FileConfig) -> Result<Self, ConfigError> {
+        let o = &cli.origins;
         let listen_address = parse_or(
-            pick(
+            o.pick(
                 cli.web_listen_address.as_deref(),
                 "--web.listen-address",
                 file.web.listen_address.as_ref(),
                 "web.listen_address",
             ),
-            SocketAddr::from(([0, 0, 0, 0], 9795)),
-            |s| {
-                s.parse().map_err(|_| {
-                    format!("invalid listen address {s:?} (expected host:port, e.g. 0.0.0.0:9795)")
-                })
-            },
+            ListenAddress::any(9795),
+            str::parse,
         )?;
         let telemetry_path = parse_or(
-            pick(
+            o.pick(
                 cli.web_telemetry_path.as_deref(),
                 "--web.telemetry-path",
                 file.web.telemetry_path.as_ref(),
@@ -623,7 +683,7 @@ impl Config {
             },
         )?;
         let log_level = parse_or(
-            pick(
+            o.pick(
                 cli.log_level.as_deref(),
                 "--log.level",
                 file.log.level.as_ref(),
@@ -642,7 +702,7 @@ impl Config {
             },
         )?;
         let log_format = parse_or(
-            pick(
+            o.pick(
                 cli.log_format.as_deref(),
                 "--log.format",
                 file.log.format.as_ref(),
@@ -659,12 +719,15 @@ impl Config {
         )?;
 
         let (names, origin) = if !cli.source.is_empty() {
-            (cli.source.clone(), "--source")
+            (cli.source.clone(), o.name("--source"))
         } else {
             match file.source {
-                Some(OneOrMany::One(s)) => (vec![s], "source"),
-                Some(OneOrMany::Many(v)) => (v, "source"),
-                None => (vec![SourceKind::Cryptowatch.as_str().to_owned()], "source"),
+                Some(OneOrMany::One(s)) => (vec![s], "source".to_owned()),
+                Some(OneOrMany::Many(v)) => (v, "source".to_owned()),
+                None => (
+                    vec![DEFAULT_SOURCE.as_str().to_owned()],
+                    "source".to_owned(),
+                ),
             }
         };
         if names.is_empty() {
@@ -686,23 +749,26 @@ impl Config {
             sources.push(kind);
         }
 
-        let interval = parse_or(
-            pick(
-                cli.poll_interval.as_deref(),
-                "--poll.interval",
-                file.poll.interval.as_ref(),
-                "poll.interval",
-            ),
-            Duration::from_secs(60),
-            positive_duration,
-        )?;
+        let interval_picked = o.pick(
+            cli.poll_interval.as_deref(),
+            "--poll.interval",
+            file.poll.interval.as_ref(),
+            "poll.interval",
+        );
+        let interval_origin = interval_picked
+            .as_ref()
+            .map_or_else(|| "the default".to_owned(), |(_, o)| format!("set by {o}"));
+        let interval = parse_or(interval_picked, Duration::from_secs(60), positive_duration)?;
         // The default grows with the interval so that `--poll.interval=1h` alone is valid.
-        let backoff_picked = pick(
+        let backoff_picked = o.pick(
             cli.poll_max_backoff.as_deref(),
             "--poll.max-backoff",
             file.poll.max_backoff.as_ref(),
             "poll.max_backoff",
         );
+        let backoff_origin = backoff_picked
+            .as_ref()
+            .map_or_else(|| "poll.max_backoff".to_owned(), |(_, o)| o.clone());
         let explicit_backoff = backoff_picked.is_some();
         let max_backoff = parse_or(
             backoff_picked,
@@ -711,7 +777,7 @@ impl Config {
         )?;
         if max_backoff < interval {
             return Err(ConfigError::new(format!(
-                "poll.max_backoff: must be at least poll.interval ({}), got {}",
+                "{backoff_origin}: must be at least the poll interval ({}, {interval_origin}), got {}",
                 crate::units::format_duration(interval),
                 crate::units::format_duration(max_backoff)
             )));
@@ -730,7 +796,7 @@ impl Config {
                 .collect()
         };
         let max_markets = parse_or(
-            pick(
+            o.pick(
                 cli.markets_max.as_deref(),
                 "--markets.max",
                 file.markets.max.as_ref(),
@@ -755,6 +821,7 @@ impl Config {
 
         let cw = &file.cryptowatch;
         let cryptowatch_network = network(
+            o,
             "cryptowatch",
             (&cli.cryptowatch).into(),
             cw,
@@ -778,6 +845,7 @@ impl Config {
             },
         };
         let kraken = network(
+            o,
             "kraken",
             (&cli.kraken).into(),
             &file.kraken,
@@ -787,6 +855,7 @@ impl Config {
             },
         )?;
         let binance = network(
+            o,
             "binance",
             (&cli.binance).into(),
             &file.binance,
@@ -797,6 +866,7 @@ impl Config {
         )?;
         // Coinbase allows 10 requests/s per IP; 8/s leaves room for clock skew.
         let coinbase = network(
+            o,
             "coinbase",
             (&cli.coinbase).into(),
             &file.coinbase,
@@ -826,14 +896,14 @@ impl Config {
             && max_backoff < longest
         {
             return Err(ConfigError::new(format!(
-                "poll.max_backoff: must be at least the longest per-source poll interval ({}), got {}",
+                "{backoff_origin}: must be at least the longest per-source poll interval ({}), got {}",
                 crate::units::format_duration(longest),
                 crate::units::format_duration(max_backoff)
             )));
         }
 
         let seed = parse_or(
-            pick(
+            o.pick(
                 cli.demo_seed.as_deref(),
                 "--demo.seed",
                 file.demo.seed.as_ref(),
@@ -847,7 +917,7 @@ impl Config {
             },
         )?;
         let demo_markets = parse_or(
-            pick(
+            o.pick(
                 cli.demo_markets.as_deref(),
                 "--demo.markets",
                 file.demo.markets.as_ref(),
@@ -881,6 +951,7 @@ impl Config {
             demo: DemoConfig {
                 seed,
                 markets: demo_markets,
+                interval,
             },
         })
     }
@@ -889,6 +960,7 @@ impl Config {
 /// Reads one network source's settings: `--<name>.*` flags and env vars
 /// over the `<name>:` section of the file over the defaults.
 fn network(
+    o: &Origins,
     name: &str,
     cli: NetworkArgs,
     file: &FileNetwork,
@@ -897,7 +969,7 @@ fn network(
     let flag = |opt: &str| format!("--{name}.{opt}");
     let key = |opt: &str| format!("{name}.{opt}");
     let url = parse_or(
-        pick(
+        o.pick(
             cli.url.as_deref(),
             &flag("url"),
             file.url.as_ref(),
@@ -906,7 +978,7 @@ fn network(
         reqwest::Url::parse(defaults.url).map_err(|e| ConfigError::new(e.to_string()))?,
         parse_base_url,
     )?;
-    let poll_interval = match pick(
+    let poll_interval = match o.pick(
         cli.poll_interval.as_deref(),
         &flag("poll-interval"),
         file.poll_interval.as_ref(),
@@ -916,7 +988,7 @@ fn network(
         picked => Some(parse_or(picked, Duration::ZERO, positive_duration)?),
     };
     let timeout = parse_or(
-        pick(
+        o.pick(
             cli.timeout.as_deref(),
             &flag("timeout"),
             file.timeout.as_ref(),
@@ -925,23 +997,28 @@ fn network(
         Duration::from_secs(30),
         positive_duration,
     )?;
+    let connect_picked = o.pick(
+        cli.connect_timeout.as_deref(),
+        &flag("connect-timeout"),
+        file.connect_timeout.as_ref(),
+        &key("connect_timeout"),
+    );
+    let connect_origin = connect_picked
+        .as_ref()
+        .map_or_else(|| key("connect_timeout"), |(_, o)| o.clone());
     let connect_timeout = parse_or(
-        pick(
-            cli.connect_timeout.as_deref(),
-            &flag("connect-timeout"),
-            file.connect_timeout.as_ref(),
-            &key("connect_timeout"),
-        ),
+        connect_picked,
         Duration::from_secs(5).min(timeout),
         positive_duration,
     )?;
     if connect_timeout > timeout {
         return Err(ConfigError::new(format!(
-            "{name}.connect_timeout: must not exceed {name}.timeout"
+            "{connect_origin}: must not exceed the {name} timeout ({})",
+            crate::units::format_duration(timeout)
         )));
     }
     let max_body_size = parse_or(
-        pick(
+        o.pick(
             cli.max_body_size.as_deref(),
             &flag("max-body-size"),
             file.max_body_size.as_ref(),
@@ -954,7 +1031,7 @@ fn network(
         },
     )?;
     let rate_limit_period = parse_or(
-        pick(
+        o.pick(
             cli.rate_limit_period.as_deref(),
             &flag("rate-limit.period"),
             file.rate_limit.period.as_ref(),
@@ -964,7 +1041,7 @@ fn network(
         positive_duration,
     )?;
     let rate_limit_burst = parse_or(
-        pick(
+        o.pick(
             cli.rate_limit_burst.as_deref(),
             &flag("rate-limit.burst"),
             file.rate_limit.burst.as_ref(),
@@ -1010,9 +1087,27 @@ fn parse_file(text: &str) -> Result<FileConfig, String> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_saphyr::from_str::<FileConfig>(text).map_err(|e| {
+    let one_line = |e: &serde_saphyr::Error| {
         let msg = e.without_snippet().to_string();
-        let mut msg = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+        msg.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    // Syntax first: the typed pass reads as it goes and would report the first
+    // key of a broken file as "unknown field" before reaching the real error.
+    if let Err(e) = serde_saphyr::from_str::<serde::de::IgnoredAny>(text) {
+        let at = e
+            .location()
+            .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+            .unwrap_or_default();
+        let msg = one_line(&e);
+        // saphyr's message may already carry the position; say it once.
+        let msg = match msg.find(" at line ") {
+            Some(i) if !at.is_empty() => &msg[..i],
+            _ => &msg,
+        };
+        return Err(format!("YAML syntax error{at}: {msg}"));
+    }
+    serde_saphyr::from_str::<FileConfig>(text).map_err(|e| {
+        let mut msg = one_line(&e);
         // Type errors carry a position but not the key: quote the line.
         let line = e.location().and_then(|l| usize::try_from(l.line()).ok());
         if let Some(src) = line.and_then(|n| text.lines().nth(n.checked_sub(1)?)) {
@@ -1046,9 +1141,9 @@ mod tests {
     #[test]
     fn defaults() {
         let c = merge(&[], "").unwrap();
-        assert_eq!(c.listen_address.to_string(), "0.0.0.0:9795");
+        assert_eq!(c.listen_address.to_string(), ":9795");
         assert_eq!(c.telemetry_path, "/metrics");
-        assert_eq!(c.sources, vec![SourceKind::Cryptowatch]);
+        assert_eq!(c.sources, vec![SourceKind::Kraken]);
         assert_eq!(c.poll.interval, Duration::from_secs(60));
         assert_eq!(
             c.cryptowatch.network.url.as_str(),

@@ -6,15 +6,25 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Probes `http://{addr}/-/healthy`; a wildcard listen address is probed on loopback.
-pub fn probe(mut addr: SocketAddr) -> Result<(), String> {
-    if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() {
-            [127, 0, 0, 1].into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
+use crate::listen::ListenAddress;
+
+/// Probes `/-/healthy` where a local client reaches `listen` (a wildcard
+/// address on loopback); healthy if any of its addresses answers 200.
+pub fn probe(listen: &ListenAddress) -> Result<(), String> {
+    let targets = listen
+        .local_targets()
+        .map_err(|e| format!("resolve {listen}: {e}"))?;
+    let mut last = format!("{listen} resolves to no address");
+    for addr in targets {
+        match probe_one(addr) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
     }
+    Err(last)
+}
+
+fn probe_one(addr: SocketAddr) -> Result<(), String> {
     let timeout = Duration::from_secs(3);
     let mut stream =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;

@@ -17,7 +17,8 @@
 //! - [`exposition`]: rendering, format negotiation types, gzip.
 //! - [`stats`]: the `crypto_market_exporter_*` self-metrics.
 //! - [`state`]: the slots and the atomically swapped exposition.
-//! - [`server`]: the axum router; [`healthcheck`]: the container self-probe.
+//! - [`server`]: the axum router; [`healthcheck`]: the container self-probe;
+//!   [`listen`]: listen addresses as Go exporters accept them.
 //!
 //! [`run`] wires it together; `main.rs` only parses config and handles signals.
 
@@ -27,6 +28,7 @@ pub mod exposition;
 pub mod filter;
 pub mod glob;
 pub mod healthcheck;
+pub mod listen;
 pub mod logging;
 pub mod poller;
 pub mod server;

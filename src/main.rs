@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
         }
     };
     if healthcheck {
-        return match crypto_market_exporter::healthcheck::probe(config.listen_address) {
+        return match crypto_market_exporter::healthcheck::probe(&config.listen_address) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("crypto-market-exporter: healthcheck failed: {e}");
@@ -44,7 +44,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Handlers are installed before the socket is bound, so a SIGTERM that
     // arrives right after "listening" is a clean shutdown, not a kill.
     let shutdown = shutdown_signal().context("cannot install signal handlers")?;
-    let listener = tokio::net::TcpListener::bind(config.listen_address)
+    let listener = config
+        .listen_address
+        .bind()
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_address))?;
     run(config, listener, shutdown).await?;

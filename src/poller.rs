@@ -19,6 +19,9 @@ use crate::units::format_duration;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
+/// Logged while a source has never been reached (connection or DNS errors only).
+pub const UNREACHABLE_HINT: &str = "upstream unreachable: check DNS and outbound access (HTTPS_PROXY is honoured), pick another source with --source (kraken, binance, coinbase), or run offline with --source=demo";
+
 #[derive(Debug)]
 pub struct Poller {
     pub source: Box<dyn Source>,
@@ -39,6 +42,9 @@ impl Poller {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let name = self.source.kind().as_str();
         let mut failures: u32 = 0;
+        // Whether every poll so far failed to reach upstream at all: a first
+        // run without network, DNS or proxy deserves a hint, not just an error.
+        let mut never_reached = true;
         let mut pacing = false;
         let mut rng = fastrand::Rng::new();
         loop {
@@ -54,6 +60,7 @@ impl Poller {
             };
             let delay = match outcome {
                 Ok((markets, report, slow_down)) => {
+                    never_reached = false;
                     let was_failing = failures > 0;
                     failures = 0;
                     let credits = report.credits;
@@ -98,7 +105,16 @@ impl Poller {
                     failures = failures.saturating_add(1);
                     self.slot.metrics.poll_failed(&error);
                     let delay = backoff(&self.poll, failures, &error, rng.f64());
-                    tracing::warn!(source = name, reason = error.reason(), error = %error, consecutive_failures = failures, retry_in = %format_duration(delay), "poll failed; serving the last good data");
+                    never_reached &= matches!(error, SourceError::Connect(_));
+                    let retry_in = format_duration(delay);
+                    let reason = error.reason();
+                    if self.slot.markets.load().is_some() {
+                        tracing::warn!(source = name, reason, error = %error, consecutive_failures = failures, retry_in = %retry_in, "poll failed; serving the last good data");
+                    } else if never_reached {
+                        tracing::warn!(source = name, reason, error = %error, consecutive_failures = failures, retry_in = %retry_in, hint = UNREACHABLE_HINT, "poll failed; no data to serve yet");
+                    } else {
+                        tracing::warn!(source = name, reason, error = %error, consecutive_failures = failures, retry_in = %retry_in, "poll failed; no data to serve yet");
+                    }
                     delay
                 }
             };

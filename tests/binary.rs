@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -36,13 +38,25 @@ impl Drop for Running {
 }
 
 fn start(format: &str) -> (Running, String, Receiver<String>) {
-    let child = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
-        .args([
-            "--source=demo",
-            "--web.listen-address=127.0.0.1:0",
-            "--poll.interval=100ms",
-        ])
-        .arg(format!("--log.format={format}"))
+    spawn(&[
+        "--source=demo",
+        "--web.listen-address=127.0.0.1:0",
+        "--poll.interval=100ms",
+        &format!("--log.format={format}"),
+    ])
+}
+
+/// Starts the binary with exactly `args` and no inherited `CRYPTO_MARKET_EXPORTER_*`
+/// variable; returns it with its first log line and the rest of its stderr.
+fn spawn(args: &[&str]) -> (Running, String, Receiver<String>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CRYPTO_MARKET_EXPORTER_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -138,4 +152,111 @@ fn json_logs() {
     assert_eq!(v["level"], "INFO");
     assert_eq!(v["fields"]["message"], "listening");
     sigterm_and_wait(child, stderr);
+}
+
+/// Waits for a log line containing `what`; panics after [`PATIENCE`].
+fn line_with(rx: &Receiver<String>, what: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(what) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no log line with {what:?}"),
+        }
+    }
+}
+
+fn wait_ready(addr: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while !get(addr, "/-/ready").starts_with("HTTP/1.1 200") {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// With no source configured the exporter polls Kraken (live, no key) and
+/// becomes ready on its data; here Kraken is a fake on loopback.
+#[test]
+fn default_source_is_kraken_and_becomes_ready() {
+    use common::{FakeUpstream, Reply, fixture};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let up = rt.block_on(FakeUpstream::start(Reply::Status {
+        status: 404,
+        headers: vec![],
+        body: bytes::Bytes::from_static(b"{\"error\":[\"EGeneral:Unknown method\"]}"),
+    }));
+    up.route(
+        "/0/public/AssetPairs",
+        Reply::Json(fixture("kraken/asset_pairs.excerpt.2026-01.json")),
+    );
+    up.route(
+        "/0/public/Ticker",
+        Reply::Json(fixture("kraken/ticker.all.synthetic.json")),
+    );
+    let (child, first, stderr) = spawn(&[
+        "--web.listen-address=127.0.0.1:0",
+        &format!("--kraken.url={}", up.url),
+    ]);
+    assert!(first.contains("sources=kraken"), "{first}");
+    let addr = address(&first);
+    wait_ready(&addr);
+    let metrics = get(&addr, "/metrics");
+    assert!(
+        metrics.contains("crypto_market_price{exchange=\"kraken\",pair=\"btcusdt\""),
+        "{metrics}"
+    );
+    assert!(!up.hits_on("/0/public/Ticker").is_empty());
+    sigterm_and_wait(child, stderr);
+}
+
+/// A first run that cannot reach upstream says what to try, and does not
+/// claim to serve data it never had.
+#[test]
+fn unreachable_upstream_gets_a_hint_and_no_false_claim() {
+    // A port that was free a moment ago: connections are refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (child, _first, stderr) = spawn(&[
+        "--web.listen-address=127.0.0.1:0",
+        &format!("--kraken.url=http://{closed}"),
+        "--poll.interval=100ms",
+        "--poll.max-backoff=100ms",
+    ]);
+    let failed = line_with(&stderr, "poll failed");
+    assert!(failed.contains("no data to serve yet"), "{failed}");
+    assert!(!failed.contains("last good data"), "{failed}");
+    assert!(failed.contains("reason=connect"), "{failed}");
+    assert!(failed.contains("--source=demo"), "{failed}");
+    assert!(failed.contains("HTTPS_PROXY"), "{failed}");
+    sigterm_and_wait(child, stderr);
+}
+
+/// Go exporters' listen address forms: `:PORT` and a host name.
+#[test]
+fn listens_on_go_style_addresses() {
+    for form in [":{port}", "localhost:{port}"] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = form.replace("{port}", &port.to_string());
+        let (child, first, stderr) = spawn(&[
+            "--source=demo",
+            &format!("--web.listen-address={listen}"),
+            "--poll.interval=100ms",
+        ]);
+        assert!(first.contains("message=listening"), "{first}");
+        let addr = format!("127.0.0.1:{port}");
+        wait_ready(&addr);
+        let probe = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
+            .args(["healthcheck", &format!("--web.listen-address={listen}")])
+            .status()
+            .unwrap();
+        assert!(probe.success(), "healthcheck against {listen}");
+        sigterm_and_wait(child, stderr);
+    }
 }

@@ -53,7 +53,8 @@ fn example_config_is_valid() {
         ..Cli::default()
     };
     let c = Config::from_cli(cli).unwrap();
-    assert_eq!(c.listen_address.to_string(), "0.0.0.0:9795");
+    assert_eq!(c.listen_address.to_string(), ":9795");
+    assert_eq!(c.sources, Config::from_cli(Cli::default()).unwrap().sources);
 }
 
 #[test]
@@ -92,4 +93,97 @@ fn binary_exits_2_with_one_line_naming_the_key() {
             .unwrap()
             .contains("invalid log format \"xml\"")
     );
+}
+
+/// Runs the binary with only the given flags and environment (no inherited
+/// `CRYPTO_MARKET_EXPORTER_*`), and returns its exit code and stderr.
+fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CRYPTO_MARKET_EXPORTER_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.args(args).envs(env.iter().copied()).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
+/// An error names what the user set: the env var, the flag or the file key,
+/// whichever the value came from (clap merges flags and env vars into one field).
+#[test]
+fn errors_name_the_flag_or_env_var_the_value_came_from() {
+    // (flags, environment, expected message)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            &[],
+            &[("CRYPTO_MARKET_EXPORTER_LOG_LEVEL", "verbose")],
+            "CRYPTO_MARKET_EXPORTER_LOG_LEVEL: invalid log level \"verbose\"",
+        ),
+        (
+            &["--log.level=verbose"],
+            &[],
+            "--log.level: invalid log level \"verbose\"",
+        ),
+        (
+            &["--poll.max-backoff=30s"],
+            &[],
+            "--poll.max-backoff: must be at least the poll interval (1m, the default), got 30s",
+        ),
+        (
+            &[],
+            &[("CRYPTO_MARKET_EXPORTER_POLL_MAX_BACKOFF", "30s")],
+            "CRYPTO_MARKET_EXPORTER_POLL_MAX_BACKOFF: must be at least the poll interval",
+        ),
+        (
+            &["--poll.max-backoff=1m"],
+            &[("CRYPTO_MARKET_EXPORTER_POLL_INTERVAL", "5m")],
+            "--poll.max-backoff: must be at least the poll interval (5m, set by CRYPTO_MARKET_EXPORTER_POLL_INTERVAL), got 1m",
+        ),
+        (
+            &[],
+            &[("CRYPTO_MARKET_EXPORTER_SOURCE", "nope")],
+            "CRYPTO_MARKET_EXPORTER_SOURCE: unknown source \"nope\"",
+        ),
+        (
+            &["--kraken.timeout=2s", "--kraken.connect-timeout=9s"],
+            &[],
+            "--kraken.connect-timeout: must not exceed the kraken timeout (2s)",
+        ),
+        (
+            &[],
+            &[("CRYPTO_MARKET_EXPORTER_KRAKEN_URL", "ftp://x")],
+            "CRYPTO_MARKET_EXPORTER_KRAKEN_URL: invalid URL",
+        ),
+        (
+            &[],
+            &[("CRYPTO_MARKET_EXPORTER_WEB_LISTEN_ADDRESS", "localhost")],
+            "CRYPTO_MARKET_EXPORTER_WEB_LISTEN_ADDRESS: invalid listen address \"localhost\": no port",
+        ),
+    ];
+    for (args, env, expect) in cases {
+        let (code, stderr) = run_binary(args, env);
+        assert_eq!(code, Some(2), "{args:?} {env:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(expect),
+            "{args:?} {env:?}: expected {expect:?} in {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn help_documents_the_healthcheck_subcommand() {
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("crypto-market-exporter healthcheck [OPTIONS]"),
+        "{help}"
+    );
+    assert!(help.contains("healthcheck  Probe /-/healthy"), "{help}");
+    assert!(help.contains("[default: kraken]"), "{help}");
 }

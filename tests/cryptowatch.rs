@@ -157,6 +157,7 @@ async fn sends_the_api_key_from_a_file() {
     )))
     .await;
     let exporter = Exporter::start(&[
+        "--source=cryptowatch",
         &format!("--cryptowatch.url={}/", upstream.url),
         &format!("--cryptowatch.api-key-file={}", key_file.display()),
         "--poll.interval=1h",
@@ -183,6 +184,7 @@ async fn rejects_invalid_values_and_counts_them() {
     )))
     .await;
     let exporter = Exporter::start(&[
+        "--source=cryptowatch",
         &format!("--cryptowatch.url={}", upstream.url),
         "--poll.interval=1h",
     ])
@@ -240,6 +242,7 @@ async fn delisted_markets_vanish_on_the_next_poll() {
     )))
     .await;
     let exporter = Exporter::start(&[
+        "--source=cryptowatch",
         &format!("--cryptowatch.url={}", upstream.url),
         "--poll.interval=50ms",
         "--cryptowatch.rate-limit.period=10ms",
@@ -272,6 +275,7 @@ async fn filters_and_cap() {
     )))
     .await;
     let exporter = Exporter::start(&[
+        "--source=cryptowatch",
         &format!("--cryptowatch.url={}", upstream.url),
         "--poll.interval=1h",
         "--markets.include-exchanges=kraken*,bitstamp",

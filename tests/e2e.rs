@@ -342,6 +342,7 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
     assert_ne!(body, spiked);
     let upstream = FakeUpstream::start(Reply::Json(spiked.into())).await;
     let exporter = Exporter::start(&[
+        "--source=cryptowatch",
         &format!("--cryptowatch.url={}", upstream.url),
         "--poll.interval=10s",
         "--cryptowatch.rate-limit.period=100ms",

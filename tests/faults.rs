@@ -21,6 +21,7 @@ fn good() -> Reply {
 /// Short intervals so each scenario takes well under a second of polling.
 fn args(url: &str) -> Vec<String> {
     vec![
+        "--source=cryptowatch".into(),
         format!("--cryptowatch.url={url}"),
         "--poll.interval=50ms".into(),
         "--poll.max-backoff=200ms".into(),
@@ -251,6 +252,7 @@ async fn rate_limiter_caps_requests() {
         let upstream = FakeUpstream::start(reply).await;
         let started = Instant::now();
         let exporter = Exporter::start(&[
+            "--source=cryptowatch",
             &format!("--cryptowatch.url={}", upstream.url),
             "--poll.interval=10ms",
             "--poll.max-backoff=10ms",

@@ -21,6 +21,9 @@ async fn exporter_on_excerpt(extra: &[&str]) -> (FakeUpstream, Exporter) {
     );
     let url = format!("--cryptowatch.url={}", upstream.url);
     let mut args = vec![url.as_str(), "--poll.interval=1h"];
+    if !extra.iter().any(|a| a.starts_with("--source")) {
+        args.push("--source=cryptowatch");
+    }
     args.extend_from_slice(extra);
     let exporter = Exporter::start(&args).await;
     (upstream, exporter)
@@ -163,6 +166,7 @@ async fn probes_landing_page_and_errors() {
     // An upstream that never answers well: the exporter is alive but not ready.
     let upstream = FakeUpstream::start(Reply::Json(bytes::Bytes::from_static(b"nope"))).await;
     let exporter = Exporter::start(&[
+        "--source=cryptowatch",
         &format!("--cryptowatch.url={}", upstream.url),
         "--web.telemetry-path=/custom/metrics",
         "--poll.interval=1h",

@@ -500,3 +500,70 @@ fn rule_tests_order_every_group() {
     }
     assert!(checked >= 4, "{checked} test files with group_eval_order");
 }
+
+/// One image name and tag everywhere: the crate's version, built by compose
+/// (`build: .`), run by the Kubernetes manifest, and documented in README.md.
+#[test]
+fn image_tag_is_the_crate_version_everywhere() {
+    let image = format!("crypto-market-exporter:{}", env!("CARGO_PKG_VERSION"));
+    let compose = yaml("docker-compose.yml");
+    assert_eq!(compose["services"]["exporter"]["image"], image.as_str());
+    assert_eq!(compose["services"]["exporter"]["build"], ".");
+    let manifest = std::fs::read_to_string(root().join("deploy/kubernetes/exporter.yaml")).unwrap();
+    let images: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: "))
+        .collect();
+    assert!(!images.is_empty());
+    for i in images {
+        assert!(
+            i.ends_with(&image),
+            "deploy/kubernetes/exporter.yaml runs {i}, not {image}"
+        );
+    }
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("docker build -t {image} .")),
+        "README.md does not say how {image} is built"
+    );
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains(&format!("docker build -t {image} .")));
+}
+
+/// docker-compose.demo.yml: the demo source polled at the demo scrape interval,
+/// and a Prometheus config that is the main one but for that interval.
+#[test]
+fn demo_override_only_speeds_up_scrapes() {
+    let demo = yaml("docker-compose.demo.yml");
+    let env = &demo["services"]["exporter"]["environment"];
+    assert_eq!(env["CRYPTO_MARKET_EXPORTER_SOURCE"], "demo");
+    let main = yaml("prometheus/prometheus.yml");
+    let mut fast = yaml("prometheus/prometheus.demo.yml");
+    assert_eq!(
+        env["CRYPTO_MARKET_EXPORTER_POLL_INTERVAL"],
+        fast["global"]["scrape_interval"]
+    );
+    // Mounted where the main compose file mounts prometheus.yml, so it replaces it.
+    let target = |v: &Value| -> Vec<String> {
+        v["services"]["prometheus"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().split(':').nth(1).unwrap().to_owned())
+            .collect()
+    };
+    let main_compose = yaml("docker-compose.yml");
+    for t in target(&demo) {
+        assert!(
+            target(&main_compose).contains(&t),
+            "{t} mounts nothing in docker-compose.yml"
+        );
+    }
+    for key in ["scrape_interval", "scrape_timeout"] {
+        fast["global"][key] = main["global"][key].clone();
+    }
+    assert_eq!(
+        fast, main,
+        "prometheus.demo.yml differs from prometheus.yml beyond the scrape interval"
+    );
+}

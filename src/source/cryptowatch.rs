@@ -37,6 +37,14 @@ const MAX_PAGES: usize = 10;
 /// How often the pair listing is refreshed, and retried after a failure.
 const PAIRS_REFRESH: Duration = Duration::from_secs(86_400);
 const PAIRS_RETRY: Duration = Duration::from_secs(3_600);
+/// The host of the public API, gone since Kraken shut Cryptowatch down in 2023.
+const SUNSET_HOST: &str = "api.cryptowat.ch";
+
+/// Whether `url` points at the shut-down public API (worth a startup warning).
+pub fn is_sunset(url: &reqwest::Url) -> bool {
+    url.host_str()
+        .is_some_and(|h| h.trim_end_matches('.').eq_ignore_ascii_case(SUNSET_HOST))
+}
 
 pub struct Cryptowatch {
     upstream: Upstream,
@@ -62,6 +70,13 @@ impl Cryptowatch {
         config: &CryptowatchConfig,
         metrics: Arc<SourceMetrics>,
     ) -> Result<Self, SourceError> {
+        if is_sunset(&config.network.url) {
+            tracing::warn!(
+                source = "cryptowatch",
+                url = %config.network.url,
+                "the public Cryptowatch API was shut down in 2023 and this host no longer resolves: set --cryptowatch.url to a Cryptowatch-compatible endpoint, or use --source=kraken, binance, coinbase or demo"
+            );
+        }
         let base_url = config.network.url.as_str().trim_end_matches('/').to_owned();
         Ok(Self {
             upstream: Upstream::new(&config.network.http, metrics)?,
@@ -102,7 +117,7 @@ impl Cryptowatch {
                 self.pairs_refresh.done(true);
             }
             Err(e) => {
-                tracing::warn!(source = "cryptowatch", reason = e.reason(), error = %e, retry_in = "1h", "cannot load the pair listing; exporting markets without base/quote labels");
+                tracing::warn!(source = "cryptowatch", reason = e.reason(), error = %e, retry_in = %crate::units::format_duration(PAIRS_RETRY), "cannot load the pair listing; exporting markets without base/quote labels");
                 self.pairs_refresh.done(false);
             }
         }
@@ -436,6 +451,15 @@ mod tests {
             .iter()
             .find(|m| m.exchange == e && m.pair == p)
             .unwrap()
+    }
+
+    #[test]
+    fn the_public_api_is_recognised_as_gone() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert!(is_sunset(&url("https://api.cryptowat.ch")));
+        assert!(is_sunset(&url("https://API.Cryptowat.ch./")));
+        assert!(!is_sunset(&url("https://cw-mirror.example")));
+        assert!(!is_sunset(&url("http://127.0.0.1:8080")));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! to show. The same seed always gives the same sequence.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::{Fetched, PollFuture, Source, SourceKind};
 use crate::config::DemoConfig;
@@ -43,9 +44,12 @@ const QUOTES: [(&str, f64); 4] = [
     ("btc", 60_000.0),
 ];
 
-/// Per-poll chance that a market starts a spike, and how long one lasts.
-const SPIKE_CHANCE: f64 = 0.000_5;
-const SPIKE_POLLS: u32 = 4;
+/// Chance per market and minute that a spike starts, and how long one lasts.
+/// In time, not polls: a demo polled every 5 s (docker-compose.demo.yml)
+/// spikes as often, and each spike lasts as long, as one polled every minute,
+/// so a spike outlives the alert's `for: 1m` at any poll interval.
+const SPIKES_PER_MARKET_MINUTE: f64 = 0.002;
+const SPIKE_DURATION: Duration = Duration::from_secs(240);
 /// Polls kept for the rolling 24h high/low (one day at a 60s interval).
 const WINDOW: usize = 1_440;
 
@@ -69,6 +73,9 @@ struct SimMarket {
 pub struct Demo {
     rng: fastrand::Rng,
     markets: Vec<SimMarket>,
+    /// Per-poll chance that a market starts a spike, and its length in polls.
+    spike_chance: f64,
+    spike_polls: u32,
 }
 
 impl Demo {
@@ -122,7 +129,17 @@ impl Demo {
             });
             n += 1;
         }
-        Self { rng, markets }
+        let minutes = config.interval.as_secs_f64() / 60.0;
+        let spike_chance = 1.0 - (1.0 - SPIKES_PER_MARKET_MINUTE).powf(minutes);
+        let spike_polls = (SPIKE_DURATION.as_secs_f64() / config.interval.as_secs_f64().max(1e-3))
+            .ceil()
+            .clamp(1.0, f64::from(u32::MAX)) as u32;
+        Self {
+            rng,
+            markets,
+            spike_chance,
+            spike_polls,
+        }
     }
 
     /// Standard normal sample (Box–Muller).
@@ -134,17 +151,18 @@ impl Demo {
 
     fn step(&mut self) -> Vec<RawMarket> {
         let rng = &mut self.rng;
+        let (spike_chance, spike_polls) = (self.spike_chance, self.spike_polls);
         let mut out = Vec::with_capacity(self.markets.len());
         for m in &mut self.markets {
             m.price *= (0.002 * Self::gauss(rng)).exp();
             // Volume mean-reverts towards its typical level.
             let drift = 0.05 * (m.typical_volume / m.volume).ln();
             m.volume *= (drift + 0.02 * Self::gauss(rng)).exp();
-            if m.spike_left == 0 && rng.f64() < SPIKE_CHANCE {
-                m.spike_left = SPIKE_POLLS;
+            if m.spike_left == 0 && rng.f64() < spike_chance {
+                m.spike_left = spike_polls;
                 // Half the spikes hit the price, all of them the volume.
                 m.spike_price = if rng.bool() { 3.5 + rng.f64() } else { 1.0 };
-                m.spike_volume = 3.5 + rng.f64() * 2.0;
+                m.spike_volume = 8.0 + rng.f64() * 4.0;
             }
             let (pf, vf) = if m.spike_left > 0 {
                 m.spike_left -= 1;
@@ -201,7 +219,11 @@ mod tests {
     use super::*;
 
     fn demo(seed: u64, markets: usize) -> Demo {
-        Demo::new(&DemoConfig { seed, markets })
+        Demo::new(&DemoConfig {
+            seed,
+            markets,
+            interval: Duration::from_secs(60),
+        })
     }
 
     #[test]
@@ -251,8 +273,72 @@ mod tests {
                 }
             }
         }
-        // 300 markets x 200 polls x 0.0005 ≈ 30 spikes of 4 polls each.
+        // 300 markets x 200 minutes x 0.002 ≈ 120 spikes of 4 polls each.
         assert!(spiked > 0, "no spike in 200 polls");
         assert!(spiked < 300 * 200 / 10, "spikes everywhere: {spiked}");
+    }
+
+    /// The first poll at which some market's price, volume or quote volume has
+    /// been more than 3x its running average for 13 polls in a row (the alert's
+    /// `for: 1m` at 5 s), with the guard's 30 samples: a model of when
+    /// CryptoMarketSpike can fire with docker-compose.demo.yml.
+    fn first_alert_worthy_poll(seed: u64, polls: usize) -> Option<usize> {
+        let mut d = Demo::new(&DemoConfig {
+            seed,
+            markets: 300,
+            interval: Duration::from_secs(5),
+        });
+        let metrics = [Gauge::Price, Gauge::Volume24h, Gauge::VolumeQuote24h];
+        let mut sums = vec![0.0; 300 * metrics.len()];
+        let mut above = vec![0u32; sums.len()];
+        for poll in 0..polls {
+            for (i, m) in d.step().iter().enumerate() {
+                for (j, g) in metrics.iter().enumerate() {
+                    let k = i * metrics.len() + j;
+                    let v = m.values[*g as usize].unwrap();
+                    sums[k] += v;
+                    let avg = sums[k] / (poll + 1) as f64;
+                    above[k] = if poll + 1 >= 30 && v > 3.0 * avg {
+                        above[k] + 1
+                    } else {
+                        0
+                    };
+                    if above[k] >= 13 {
+                        return Some(poll);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// What README.md promises for docker-compose.demo.yml: the default seed
+    /// gives an alert-worthy spike within 5 minutes, and every seed tried one
+    /// within 12 minutes.
+    #[test]
+    fn a_five_second_demo_spikes_within_minutes() {
+        let first = first_alert_worthy_poll(1, 60);
+        assert!(first.is_some(), "seed 1: nothing within 5 minutes");
+        for seed in 2..=20 {
+            assert!(
+                first_alert_worthy_poll(seed, 144).is_some(),
+                "seed {seed}: nothing within 12 minutes"
+            );
+        }
+    }
+
+    #[test]
+    fn spikes_last_the_same_time_at_any_interval() {
+        let at = |secs| {
+            Demo::new(&DemoConfig {
+                seed: 1,
+                markets: 1,
+                interval: Duration::from_secs(secs),
+            })
+        };
+        assert_eq!(at(60).spike_polls, 4);
+        assert_eq!(at(5).spike_polls, 48);
+        assert!((at(60).spike_chance - 0.002).abs() < 1e-12);
+        assert!((at(5).spike_chance * 12.0 - 0.002).abs() < 1e-5);
     }
 }
