@@ -222,6 +222,27 @@ pub struct Cli {
         value_name = "DURATION"
     )]
     pub poll_max_backoff: Option<String>,
+    /// Longest wait an upstream's Retry-After may impose before the next poll; longer asks are capped (and logged). [default: the larger of --poll.max-backoff and 10x the poll interval]
+    #[arg(
+        long = "poll.max-retry-after",
+        env = "CRYPTO_MARKET_EXPORTER_POLL_MAX_RETRY_AFTER",
+        value_name = "DURATION"
+    )]
+    pub poll_max_retry_after: Option<String>,
+    /// A poll returning fewer markets than this share of the last good poll (or none at all) fails with reason `collapsed` and the last good data stays; 0 turns the check off. [default: 0.1]
+    #[arg(
+        long = "poll.min-markets-ratio",
+        env = "CRYPTO_MARKET_EXPORTER_POLL_MIN_MARKETS_RATIO",
+        value_name = "RATIO"
+    )]
+    pub poll_min_markets_ratio: Option<String>,
+    /// On SIGTERM, how long in-flight responses may take before every connection is closed and the process exits. [default: 5s]
+    #[arg(
+        long = "web.shutdown-timeout",
+        env = "CRYPTO_MARKET_EXPORTER_WEB_SHUTDOWN_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub web_shutdown_timeout: Option<String>,
     /// Log level: error, warn, info, debug or trace. [default: info]
     #[arg(
         long = "log.level",
@@ -370,6 +391,7 @@ enum OneOrMany {
 struct FileWeb {
     listen_address: Option<Scalar>,
     telemetry_path: Option<Scalar>,
+    shutdown_timeout: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -384,6 +406,8 @@ struct FileLog {
 struct FilePoll {
     interval: Option<Scalar>,
     max_backoff: Option<Scalar>,
+    max_retry_after: Option<Scalar>,
+    min_markets_ratio: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -486,7 +510,7 @@ impl fmt::Debug for Secret {
 }
 
 /// Outbound HTTP settings of one source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -497,7 +521,7 @@ pub struct HttpConfig {
 }
 
 /// Where and how to reach one network source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NetworkConfig {
     pub url: reqwest::Url,
     pub http: HttpConfig,
@@ -505,13 +529,13 @@ pub struct NetworkConfig {
     pub poll_interval: Option<Duration>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CryptowatchConfig {
     pub network: NetworkConfig,
     pub api_key: Option<Secret>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DemoConfig {
     pub seed: u64,
     pub markets: usize,
@@ -519,16 +543,31 @@ pub struct DemoConfig {
     pub interval: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PollConfig {
     pub interval: Duration,
     pub max_backoff: Duration,
+    /// `--poll.max-retry-after` when set; see [`PollConfig::retry_after_cap`].
+    pub max_retry_after: Option<Duration>,
+    /// A poll with fewer markets than this share of the last good one fails.
+    pub min_markets_ratio: f64,
 }
 
-#[derive(Debug, Clone)]
+impl PollConfig {
+    /// The longest `Retry-After` obeyed: a misbehaving proxy must not silence
+    /// the exporter for a day.
+    pub fn retry_after_cap(&self) -> Duration {
+        self.max_retry_after
+            .unwrap_or_else(|| self.max_backoff.max(self.interval.saturating_mul(10)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen_address: ListenAddress,
     pub telemetry_path: String,
+    /// How long a SIGTERM waits for in-flight responses.
+    pub shutdown_timeout: Duration,
     pub log_level: LevelFilter,
     pub log_format: LogFormat,
     pub sources: Vec<SourceKind>,
@@ -542,6 +581,44 @@ pub struct Config {
 }
 
 impl Config {
+    /// The settings that differ between `self` and `new` but cannot change
+    /// without a restart (everything but the `markets.*` filters and cap), by file key.
+    pub fn needs_restart(&self, new: &Config) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |changed: bool, key: &'static str| {
+            if changed {
+                out.push(key);
+            }
+        };
+        check(
+            self.listen_address != new.listen_address,
+            "web.listen_address",
+        );
+        check(
+            self.telemetry_path != new.telemetry_path,
+            "web.telemetry_path",
+        );
+        check(
+            self.shutdown_timeout != new.shutdown_timeout,
+            "web.shutdown_timeout",
+        );
+        check(self.log_level != new.log_level, "log.level");
+        check(self.log_format != new.log_format, "log.format");
+        check(self.sources != new.sources, "source");
+        check(self.poll != new.poll, "poll");
+        check(self.cryptowatch != new.cryptowatch, "cryptowatch");
+        check(self.kraken != new.kraken, "kraken");
+        check(self.binance != new.binance, "binance");
+        check(self.coinbase != new.coinbase, "coinbase");
+        check(self.demo != new.demo, "demo");
+        // Coinbase picks which products to fetch by the filters when it starts.
+        check(
+            self.sources.contains(&SourceKind::Coinbase) && self.filter != new.filter,
+            "markets (the coinbase source's product list)",
+        );
+        out
+    }
+
     /// The polling settings of one source: its own interval where it has one.
     pub fn poll_for(&self, kind: SourceKind) -> PollConfig {
         let own = match kind {
@@ -555,6 +632,7 @@ impl Config {
             Some(interval) => PollConfig {
                 interval,
                 max_backoff: self.poll.max_backoff.max(interval),
+                ..self.poll.clone()
             },
             None => self.poll.clone(),
         }
@@ -783,6 +861,39 @@ impl Config {
             )));
         }
 
+        let max_retry_after = match o.pick(
+            cli.poll_max_retry_after.as_deref(),
+            "--poll.max-retry-after",
+            file.poll.max_retry_after.as_ref(),
+            "poll.max_retry_after",
+        ) {
+            None => None,
+            picked => Some(parse_or(picked, Duration::ZERO, positive_duration)?),
+        };
+        let min_markets_ratio = parse_or(
+            o.pick(
+                cli.poll_min_markets_ratio.as_deref(),
+                "--poll.min-markets-ratio",
+                file.poll.min_markets_ratio.as_ref(),
+                "poll.min_markets_ratio",
+            ),
+            0.1,
+            |s| match s.trim().parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(format!("must be a number from 0 to 1, got {s:?}")),
+            },
+        )?;
+        let shutdown_timeout = parse_or(
+            o.pick(
+                cli.web_shutdown_timeout.as_deref(),
+                "--web.shutdown-timeout",
+                file.web.shutdown_timeout.as_ref(),
+                "web.shutdown_timeout",
+            ),
+            Duration::from_secs(5),
+            positive_duration,
+        )?;
+
         let globs = |cli: &[String], file: &Option<Vec<String>>| -> Vec<Glob> {
             let list = if cli.is_empty() {
                 file.clone().unwrap_or_default()
@@ -939,7 +1050,10 @@ impl Config {
             poll: PollConfig {
                 interval,
                 max_backoff,
+                max_retry_after,
+                min_markets_ratio,
             },
+            shutdown_timeout,
             filter,
             cryptowatch: CryptowatchConfig {
                 network: cryptowatch_network,

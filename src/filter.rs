@@ -4,7 +4,7 @@
 use crate::domain::Market;
 use crate::glob::Glob;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MarketFilter {
     /// Empty means "all exchanges".
     pub include_exchanges: Vec<Glob>,
@@ -56,10 +56,19 @@ impl MarketFilter {
             .filter(|m| self.allows(&m.exchange, &m.pair))
             .collect();
         let excluded = before - kept.len();
-        kept.sort_unstable_by(|a, b| (&a.exchange, &a.pair).cmp(&(&b.exchange, &b.pair)));
-        // Sources should never repeat a market, but a duplicate series would
-        // make the whole exposition invalid, so the first one wins.
-        kept.dedup_by(|b, a| a.exchange == b.exchange && a.pair == b.pair);
+        // Stable, so that duplicates stay in the order upstream sent them.
+        kept.sort_by(|a, b| (&a.exchange, &a.pair).cmp(&(&b.exchange, &b.pair)));
+        // A key repeated in one response would repeat a series and void the
+        // whole exposition, so one entry must go. The last one wins, as in
+        // JavaScript's JSON.parse and most JSON libraries: a server that
+        // appends updates means its latest value.
+        kept.dedup_by(|later, kept| {
+            let same = later.exchange == kept.exchange && later.pair == kept.pair;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
         let truncated = kept.len().saturating_sub(self.max_markets);
         kept.truncate(self.max_markets);
         Filtered {
@@ -119,8 +128,16 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_collapse() {
-        let out = MarketFilter::default().apply(vec![m("a", "x"), m("a", "x")]);
-        assert_eq!(out.markets.len(), 1);
+    fn duplicates_collapse_and_the_last_one_wins() {
+        let mut first = m("a", "x");
+        first.values[0] = Some(1.0);
+        let mut second = m("a", "x");
+        second.values[0] = Some(2.0);
+        let mut third = m("a", "x");
+        third.values[0] = Some(3.0);
+        let out =
+            MarketFilter::default().apply(vec![first, m("b", "y"), second, m("a", "w"), third]);
+        assert_eq!(names(&out), ["a:w", "a:x", "b:y"]);
+        assert_eq!(out.markets[1].values[0], Some(3.0));
     }
 }

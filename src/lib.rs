@@ -38,7 +38,7 @@ pub mod stats;
 pub mod units;
 pub mod upstream;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
@@ -79,6 +79,19 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let (_keep, reloads) = tokio::sync::mpsc::channel(1);
+    run_reloadable(config, listener, shutdown, reloads).await
+}
+
+/// [`run`], applying each configuration received on `reloads` (SIGHUP in
+/// `main.rs`): the market filters change from the next poll of each source;
+/// any other change is logged as needing a restart and not applied.
+pub async fn run_reloadable(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut reloads: tokio::sync::mpsc::Receiver<Config>,
+) -> Result<(), Error> {
     let shared = Arc::new(state::Shared::new(&config.sources));
     // Exchanges that have their own source in this run: an aggregator's copy
     // of them (Cryptowatch's `kraken:btcusd` next to the kraken source's) is
@@ -86,6 +99,7 @@ pub async fn run(
     let owned: Vec<&str> = config.sources.iter().filter_map(|k| k.exchange()).collect();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut pollers = tokio::task::JoinSet::new();
+    let mut filters = Vec::with_capacity(shared.slots.len());
     for slot in &shared.slots {
         let kind = slot.metrics.source;
         let source =
@@ -93,12 +107,16 @@ pub async fn run(
                 source_name: kind.as_str(),
                 error,
             })?;
+        let filter = Arc::new(arc_swap::ArcSwap::from_pointee(filter_for(
+            &config, kind, &owned,
+        )));
+        filters.push((kind, filter.clone()));
         let poller = poller::Poller {
             source,
             slot: slot.clone(),
             shared: shared.clone(),
             poll: config.poll_for(kind),
-            filter: Arc::new(filter_for(&config, kind, &owned)),
+            filter,
         };
         pollers.spawn(poller.run(stop_rx.clone()));
     }
@@ -117,9 +135,55 @@ pub async fn run(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // On the signal the pollers stop at once, the listener closes, and
+    // in-flight responses get `shutdown_timeout` to finish. Then the server is
+    // dropped whatever its clients do: a client holding a half-sent request
+    // or a stalled download must not keep the process alive until Kubernetes
+    // or systemd kills it.
+    let signalled = {
+        let stop_tx = stop_tx.clone();
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        }
+    };
+    let grace = config.shutdown_timeout;
+    let mut stopping = stop_rx.clone();
+    let deadline = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    let reloader = {
+        let owned: Vec<&'static str> = config.sources.iter().filter_map(|k| k.exchange()).collect();
+        let current = config.clone();
+        async move {
+            let mut current = current;
+            while let Some(new) = reloads.recv().await {
+                let restart = current.needs_restart(&new);
+                for (kind, filter) in &filters {
+                    filter.store(Arc::new(filter_for(&new, *kind, &owned)));
+                }
+                if restart.is_empty() {
+                    tracing::info!(
+                        "configuration reloaded; market filters apply from each source's next poll"
+                    );
+                } else {
+                    tracing::warn!(needs_restart = %restart.join(","), "configuration reloaded; market filters apply from each source's next poll, the other changed settings only after a restart");
+                }
+                // Keep what runs as the reference, with the new filters.
+                current.filter = new.filter;
+            }
+            std::future::pending::<()>().await;
+        }
+    };
+    let served = tokio::select! {
+        () = reloader => Ok(()),
+        served = axum::serve(listener, app).with_graceful_shutdown(signalled).into_future() => served,
+        () = deadline => {
+            tracing::warn!(timeout = %units::format_duration(grace), "connections still open after the shutdown timeout; closing them");
+            Ok(())
+        }
+    };
     let _ = stop_tx.send(true);
     while pollers.join_next().await.is_some() {}
     tracing::info!("stopped");

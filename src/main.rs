@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use crypto_market_exporter::{Config, logging, run};
+use crypto_market_exporter::config::Cli;
+use crypto_market_exporter::{Config, logging, run_reloadable};
+use tokio::sync::mpsc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -14,7 +16,7 @@ async fn main() -> ExitCode {
     if healthcheck {
         args.remove(1);
     }
-    let config = match Config::from_args(args) {
+    let config = match Config::from_args(args.clone()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("crypto-market-exporter: configuration error: {e}");
@@ -31,7 +33,7 @@ async fn main() -> ExitCode {
         };
     }
     logging::init(config.log_level, config.log_format);
-    match serve(config).await {
+    match serve(config, args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "exiting");
@@ -40,29 +42,38 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, args: Vec<String>) -> anyhow::Result<()> {
     // Handlers are installed before the socket is bound, so a SIGTERM that
     // arrives right after "listening" is a clean shutdown, not a kill.
     let shutdown = shutdown_signal().context("cannot install signal handlers")?;
+    let reloads = reload_on_sighup(args).context("cannot install signal handlers")?;
     let listener = config
         .listen_address
         .bind()
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_address))?;
-    run(config, listener, shutdown).await?;
+    run_reloadable(config, listener, shutdown, reloads).await?;
     Ok(())
 }
 
-/// Completes on SIGTERM (Kubernetes, systemd, docker stop) or SIGINT (ctrl-c).
+/// Completes on SIGTERM (Kubernetes, systemd, docker stop), SIGINT (ctrl-c)
+/// or SIGQUIT. SIGUSR1 is logged and ignored rather than killing the process
+/// (its default action): docs/runbook.md lists the signals.
 #[cfg(unix)]
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
     Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!("received ctrl-c, shutting down"),
-            _ = terminate.recv() => tracing::info!("received SIGTERM, shutting down"),
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => { tracing::info!("received ctrl-c, shutting down"); break }
+                _ = terminate.recv() => { tracing::info!("received SIGTERM, shutting down"); break }
+                _ = quit.recv() => { tracing::info!("received SIGQUIT, shutting down"); break }
+                _ = usr1.recv() => tracing::info!("received SIGUSR1; ignored (SIGHUP reloads the config file, SIGTERM stops)"),
+            }
         }
     })
 }
@@ -76,4 +87,44 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             std::future::pending::<()>().await;
         }
     })
+}
+
+/// On SIGHUP, reads flags, environment and config file again, as at startup.
+/// A valid result goes to the running exporter; an invalid one is logged and
+/// the running configuration stays.
+#[cfg(unix)]
+fn reload_on_sighup(args: Vec<String>) -> std::io::Result<mpsc::Receiver<Config>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("received SIGHUP, reloading the configuration");
+            let cli = match Cli::try_parse_with_origins(args.clone()) {
+                Ok(cli) => cli,
+                Err(e) => {
+                    tracing::error!(error = %e.to_string().trim(), "reload failed; keeping the running configuration");
+                    continue;
+                }
+            };
+            match Config::from_cli(cli) {
+                Ok(config) => {
+                    if tx.send(config).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed; keeping the running configuration")
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_args: Vec<String>) -> std::io::Result<mpsc::Receiver<Config>> {
+    let (tx, rx) = mpsc::channel(1);
+    std::mem::forget(tx);
+    Ok(rx)
 }

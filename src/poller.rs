@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -28,7 +29,8 @@ pub struct Poller {
     pub slot: Arc<Slot>,
     pub shared: Arc<Shared>,
     pub poll: PollConfig,
-    pub filter: Arc<MarketFilter>,
+    /// Swapped by a config reload (SIGHUP); read once per poll.
+    pub filter: Arc<ArcSwap<MarketFilter>>,
 }
 
 impl std::fmt::Debug for dyn Source {
@@ -45,6 +47,9 @@ impl Poller {
         // Whether every poll so far failed to reach upstream at all: a first
         // run without network, DNS or proxy deserves a hint, not just an error.
         let mut never_reached = true;
+        // Markets kept by the last good poll: the yardstick of a collapsed answer.
+        let mut last_good: Option<usize> = None;
+        let mut filter_seen = self.filter.load_full();
         let mut pacing = false;
         let mut rng = fastrand::Rng::new();
         loop {
@@ -54,13 +59,32 @@ impl Poller {
                 _ = shutdown.wait_for(|s| *s) => return,
             };
             let took = started.elapsed();
+            // New filters (a reload) keep a different number of markets: the
+            // last good count is no yardstick for them.
+            let filter_now = self.filter.load_full();
+            if !Arc::ptr_eq(&filter_now, &filter_seen) {
+                last_good = None;
+                filter_seen = filter_now;
+            }
             let outcome = match polled {
-                Ok(fetched) => self.ingest(fetched, took).await,
+                Ok(fetched) => {
+                    let upstream = fetched.markets.len();
+                    self.ingest(fetched, took).await.and_then(|ingested| {
+                        check_not_collapsed(
+                            upstream,
+                            ingested.1.markets,
+                            last_good,
+                            self.poll.min_markets_ratio,
+                        )?;
+                        Ok(ingested)
+                    })
+                }
                 Err(e) => Err(e),
             };
             let delay = match outcome {
                 Ok((markets, report, slow_down)) => {
                     never_reached = false;
+                    last_good = Some(report.markets);
                     let was_failing = failures > 0;
                     failures = 0;
                     let credits = report.credits;
@@ -106,6 +130,11 @@ impl Poller {
                     self.slot.metrics.poll_failed(&error);
                     let delay = backoff(&self.poll, failures, &error, rng.f64());
                     never_reached &= matches!(error, SourceError::Connect(_));
+                    if let Some(asked) = error.retry_after()
+                        && asked > self.poll.retry_after_cap()
+                    {
+                        tracing::warn!(source = name, retry_after = %format_duration(asked), cap = %format_duration(self.poll.retry_after_cap()), "upstream's Retry-After exceeds --poll.max-retry-after; waiting only the cap");
+                    }
                     let retry_in = format_duration(delay);
                     let reason = error.reason();
                     if self.slot.markets.load().is_some() {
@@ -140,7 +169,7 @@ impl Poller {
         fetched: Fetched,
         duration: Duration,
     ) -> Result<(MarketFragments, PollReport, Option<Duration>), SourceError> {
-        let filter = self.filter.clone();
+        let filter = self.filter.load_full();
         tokio::task::spawn_blocking(move || {
             let mut rejections = fetched.rejections;
             let admitted = admit_all(fetched.markets, &mut rejections);
@@ -164,10 +193,33 @@ impl Poller {
     }
 }
 
+/// An answer with no market at all from upstream, or with fewer kept markets
+/// than `min_ratio` of the last good poll, is a failed poll: an empty
+/// `{"result":{}}` would otherwise blank every dashboard and silence every
+/// market alert while looking healthy. A filter that keeps few markets keeps
+/// few every time, so it never trips the ratio.
+pub fn check_not_collapsed(
+    upstream: usize,
+    kept: usize,
+    last_good: Option<usize>,
+    min_ratio: f64,
+) -> Result<(), SourceError> {
+    let previous = last_good.unwrap_or(0);
+    if upstream == 0 || (min_ratio > 0.0 && (kept as f64) < min_ratio * previous as f64) {
+        return Err(SourceError::Collapsed {
+            markets: if upstream == 0 { 0 } else { kept },
+            previous,
+            min_ratio,
+        });
+    }
+    Ok(())
+}
+
 /// The delay after a failed poll: never sooner than the interval, doubled
 /// per consecutive failure (from the first one for a 429 without
 /// `Retry-After`), capped at `max_backoff`, with ±20% jitter so that many
-/// exporters do not retry in lockstep. `Retry-After` wins when it is longer.
+/// exporters do not retry in lockstep. `Retry-After` wins when it is longer,
+/// up to [`PollConfig::retry_after_cap`].
 pub fn backoff(poll: &PollConfig, failures: u32, error: &SourceError, jitter: f64) -> Duration {
     let doublings = match error {
         SourceError::RateLimited {
@@ -183,7 +235,7 @@ pub fn backoff(poll: &PollConfig, failures: u32, error: &SourceError, jitter: f6
         .mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
         .max(poll.interval);
     match error.retry_after() {
-        Some(after) => after.max(poll.interval),
+        Some(after) => after.min(poll.retry_after_cap()).max(poll.interval),
         None => jittered,
     }
 }
@@ -214,6 +266,8 @@ mod tests {
         PollConfig {
             interval: Duration::from_secs(60),
             max_backoff: Duration::from_secs(600),
+            max_retry_after: None,
+            min_markets_ratio: 0.1,
         }
     }
 
@@ -251,6 +305,50 @@ mod tests {
             retry_after: Some(Duration::from_secs(5)),
         };
         assert_eq!(backoff(&poll(), 1, &short, 0.5), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn collapsed_answers_are_failures() {
+        // Nothing from upstream: never data, first poll or not.
+        assert!(check_not_collapsed(0, 0, None, 0.1).is_err());
+        assert!(check_not_collapsed(0, 0, Some(13_421), 0.1).is_err());
+        assert!(check_not_collapsed(0, 0, Some(13_421), 0.0).is_err());
+        // Far fewer than last time.
+        let e = check_not_collapsed(14_462, 900, Some(13_421), 0.1).unwrap_err();
+        assert_eq!(e.reason(), "collapsed");
+        assert!(e.to_string().contains("900 markets"), "{e}");
+        // Ordinary churn, a first poll, a filter that keeps few, the check off.
+        assert!(check_not_collapsed(14_462, 13_000, Some(13_421), 0.1).is_ok());
+        assert!(check_not_collapsed(14_462, 5, None, 0.1).is_ok());
+        assert!(check_not_collapsed(14_462, 4, Some(5), 0.1).is_ok());
+        assert!(check_not_collapsed(14_462, 1, Some(13_421), 0.0).is_ok());
+        // Upstream answered, the filters kept nothing: not upstream's fault.
+        assert!(check_not_collapsed(14_462, 0, None, 0.1).is_ok());
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let day = SourceError::RateLimited {
+            status: 429,
+            retry_after: Some(Duration::from_secs(86_400)),
+        };
+        // Default cap: the larger of max_backoff (10m) and 10 intervals (10m).
+        assert_eq!(backoff(&poll(), 1, &day, 0.5), Duration::from_secs(600));
+        let slow = PollConfig {
+            interval: Duration::from_secs(300),
+            ..poll()
+        };
+        assert_eq!(backoff(&slow, 1, &day, 0.5), Duration::from_secs(3_000));
+        let set = PollConfig {
+            max_retry_after: Some(Duration::from_secs(7_200)),
+            ..poll()
+        };
+        assert_eq!(backoff(&set, 1, &day, 0.5), Duration::from_secs(7_200));
+        let within = SourceError::RateLimited {
+            status: 429,
+            retry_after: Some(Duration::from_secs(300)),
+        };
+        assert_eq!(backoff(&set, 1, &within, 0.5), Duration::from_secs(300));
     }
 
     #[test]

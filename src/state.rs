@@ -2,6 +2,7 @@
 //! (its latest rendered markets and its self-metrics) and the current
 //! [`Exposition`], swapped atomically on every publish.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -24,6 +25,9 @@ pub struct Shared {
     exposition: ArcSwap<Exposition>,
     /// Serialises publishers so an older composition never overwrites a newer one.
     publish_lock: Mutex<()>,
+    /// Set once a published exposition holds market data: readiness follows
+    /// what `/metrics` serves, not what a poller has stored but not yet published.
+    serving_markets: AtomicBool,
 }
 
 impl Shared {
@@ -41,6 +45,7 @@ impl Shared {
             slots,
             exposition: ArcSwap::from_pointee(Exposition::default()),
             publish_lock: Mutex::new(()),
+            serving_markets: AtomicBool::new(false),
         };
         shared.publish();
         shared
@@ -64,15 +69,37 @@ impl Shared {
         let self_metrics = Format::ALL.map(|f| stats::render(f, &values));
         self.exposition
             .store(Arc::new(Exposition::compose(&refs, self_metrics)));
+        if !markets.is_empty() {
+            self.serving_markets.store(true, Ordering::Release);
+        }
     }
 
     pub fn exposition(&self) -> Arc<Exposition> {
         self.exposition.load_full()
     }
 
-    /// Ready once any source has delivered data: from then on /metrics has
-    /// markets to show, even if another source is still failing.
+    /// Ready once `/metrics` serves any source's data (published, not just
+    /// polled), even if another source is still failing.
     pub fn ready(&self) -> bool {
-        self.slots.iter().any(|s| s.markets.load().is_some())
+        self.serving_markets.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_once_the_data_is_published() {
+        let shared = Shared::new(&[SourceKind::Demo]);
+        assert!(!shared.ready());
+        // A poller stores its markets, then publishes on a blocking thread:
+        // in between, /metrics does not show them yet, so not ready either.
+        shared.slots[0]
+            .markets
+            .store(Some(Arc::new(MarketFragments::render(&[]))));
+        assert!(!shared.ready(), "ready before /metrics serves the data");
+        shared.publish();
+        assert!(shared.ready());
     }
 }

@@ -260,3 +260,122 @@ fn listens_on_go_style_addresses() {
         sigterm_and_wait(child, stderr);
     }
 }
+
+/// SIGTERM completes whatever clients do: a half-sent request, a download
+/// the client stopped reading, and an idle keep-alive connection are all
+/// closed after `--web.shutdown-timeout`, and the pollers stop at once.
+#[test]
+fn sigterm_completes_despite_clients_holding_connections() {
+    use std::io::{Read, Write};
+    let (child, first, stderr) = spawn(&[
+        "--source=demo",
+        "--demo.markets=20000",
+        "--web.listen-address=127.0.0.1:0",
+        "--poll.interval=1h",
+        "--web.shutdown-timeout=1s",
+    ]);
+    let addr = address(&first);
+    wait_ready(&addr);
+    // Half a request: the headers never end.
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    half.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // A download of megabytes that the client stops reading after a few bytes.
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    stalled
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut some = [0u8; 16];
+    stalled.read_exact(&mut some).unwrap();
+    assert!(some.starts_with(b"HTTP/1.1 200"));
+    // A complete exchange, then the connection left open and idle.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = [0u8; 12];
+    idle.read_exact(&mut reply).unwrap();
+    let started = Instant::now();
+    let rest = sigterm_and_wait(child, stderr);
+    eprintln!("exited {:?} after SIGTERM", started.elapsed());
+    assert!(rest.contains("message=stopped"), "{rest}");
+    drop((half, stalled, idle));
+}
+
+fn signal(running: &Running, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(running.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// SIGHUP reloads the config file: new filters apply, an invalid file is
+/// logged and the running configuration stays; SIGUSR1 is logged and ignored;
+/// SIGQUIT shuts down cleanly.
+#[test]
+fn sighup_reloads_filters_and_survives_a_bad_file() {
+    let dir = std::env::temp_dir().join(format!("cme-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.yml");
+    let write = |text: &str| std::fs::write(&file, text).unwrap();
+    write("source: demo\nmarkets:\n  include_pairs: [\"btc*\"]\n");
+    let (mut child, first, stderr) = spawn(&[
+        &format!("--config.file={}", file.display()),
+        "--web.listen-address=127.0.0.1:0",
+        "--poll.interval=100ms",
+    ]);
+    let addr = address(&first);
+    wait_ready(&addr);
+    let metrics = get(&addr, "/metrics");
+    assert!(metrics.contains("pair=\"btcusd\""));
+    assert!(!metrics.contains("pair=\"ethusd\""));
+
+    write("source: demo\nmarkets:\n  include_pairs: [\"eth*\"]\n");
+    signal(&child, "HUP");
+    let line = line_with(&stderr, "configuration reloaded");
+    assert!(!line.contains("needs_restart"), "{line}");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let m = get(&addr, "/metrics");
+        if m.contains("pair=\"ethusd\"") && !m.contains("pair=\"btcusd\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new filters never applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    write("source: demo\nmarkets:\n  max: -1\n");
+    signal(&child, "HUP");
+    let line = line_with(&stderr, "reload failed");
+    assert!(line.contains("markets.max"), "{line}");
+    assert!(get(&addr, "/-/ready").starts_with("HTTP/1.1 200"));
+    let m = get(&addr, "/metrics");
+    assert!(m.contains("pair=\"ethusd\"") && !m.contains("pair=\"btcusd\""));
+
+    // The flag's --poll.interval still beats the file; the demo's size changes.
+    write(
+        "source: demo\npoll:\n  interval: 1m\ndemo:\n  markets: 50\nmarkets:\n  include_pairs: [\"eth*\"]\n",
+    );
+    signal(&child, "HUP");
+    let line = line_with(&stderr, "configuration reloaded");
+    assert!(line.contains("needs_restart=demo"), "{line}");
+
+    signal(&child, "USR1");
+    line_with(&stderr, "received SIGUSR1; ignored");
+    assert!(get(&addr, "/-/healthy").starts_with("HTTP/1.1 200"));
+
+    signal(&child, "QUIT");
+    let deadline = Instant::now() + PATIENCE;
+    let code = loop {
+        if let Some(code) = child.0.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGQUIT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code.code(), Some(0));
+    line_with(&stderr, "received SIGQUIT");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = &mut child;
+}

@@ -74,6 +74,7 @@ async fn fault_scenario(fault: Reply, reason: &str) {
         "body_too_large",
         "invalid_response",
         "api_error",
+        "collapsed",
     ] {
         if other != reason {
             assert_eq!(m.failures(other), 0.0, "{reason} miscounted as {other}");
@@ -85,6 +86,51 @@ async fn fault_scenario(fault: Reply, reason: &str) {
     let m = exporter
         .wait_for("recovery", |m| m.successes() > before && m.up() == 1.0)
         .await;
+    serves_last_good_data(&m);
+    exporter.stop().await;
+}
+
+/// An empty or collapsed answer is not data: counted as `collapsed`, the last
+/// good markets stay on /metrics, and `up` turns 0 so the health alerts see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_or_collapsed_answer_keeps_the_last_good_data() {
+    fault_scenario(
+        Reply::Json(Bytes::from_static(
+            br#"{"result":{},"allowance":{"cost":0.01,"remaining":1000}}"#,
+        )),
+        "collapsed",
+    )
+    .await;
+    // One market of the twelve: under the default ratio of 0.1.
+    let one = r#"{"result":{"kraken:ethusd":{"price":{"last":1650,"high":1700,"low":1600,"change":{"percentage":0.01,"absolute":16}},"volume":10,"volumeQuote":16500}},"allowance":{"cost":0.01,"remaining":1000}}"#;
+    fault_scenario(Reply::Json(Bytes::from_static(one.as_bytes())), "collapsed").await;
+}
+
+/// `Retry-After: 100000` from a misbehaving proxy waits only
+/// `--poll.max-retry-after`, not a day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_capped_by_the_setting() {
+    let upstream = FakeUpstream::start(good()).await;
+    let mut args = args(&upstream.url);
+    args.push("--poll.max-retry-after=200ms".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&refs).await;
+    exporter
+        .wait_for("first success", |m| m.successes() >= 1.0)
+        .await;
+    upstream.set(Reply::Status {
+        status: 429,
+        headers: vec![("retry-after", "100000".to_owned())],
+        body: Bytes::new(),
+    });
+    let m = exporter
+        .wait_for("a second 429 despite Retry-After: 100000", |m| {
+            m.failures("rate_limited") >= 2.0
+        })
+        .await;
+    assert!(
+        m.value("crypto_market_exporter_next_poll_delay_seconds{source=\"cryptowatch\"}") <= 0.2
+    );
     serves_last_good_data(&m);
     exporter.stop().await;
 }
@@ -174,7 +220,11 @@ async fn rate_limited_without_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limited_with_retry_after_is_honoured() {
     let upstream = FakeUpstream::start(good()).await;
-    let exporter = start(&upstream.url).await;
+    // The default cap (10 polls of 50ms here) would cut the 1s short.
+    let mut args = args(&upstream.url);
+    args.push("--poll.max-retry-after=5s".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&refs).await;
     exporter
         .wait_for("first success", |m| m.successes() >= 1.0)
         .await;

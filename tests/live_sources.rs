@@ -41,6 +41,8 @@ fn args_with(source: &str, url: &str, interval: &str, period: &str) -> Vec<Strin
         format!("--{source}.url={url}"),
         format!("--poll.interval={interval}"),
         "--poll.max-backoff=200ms".into(),
+        // Above the default cap of 10 polls, so a 1s Retry-After is obeyed in full.
+        "--poll.max-retry-after=5s".into(),
         format!("--{source}.rate-limit.period={period}"),
         format!("--{source}.timeout=500ms"),
         format!("--{source}.connect-timeout=500ms"),

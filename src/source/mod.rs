@@ -243,6 +243,24 @@ pub enum SourceError {
     Api(String),
     #[error("request failed: {0}")]
     Request(String),
+    /// A well-formed answer with no markets, or far fewer than the last good
+    /// poll: an upstream glitch, not a market event, so the last data stays.
+    #[error("{}", collapsed_text(*.markets, *.previous, *.min_ratio))]
+    Collapsed {
+        markets: usize,
+        previous: usize,
+        min_ratio: f64,
+    },
+}
+
+fn collapsed_text(markets: usize, previous: usize, min_ratio: f64) -> String {
+    if markets == 0 {
+        "upstream answered with no markets at all".to_owned()
+    } else {
+        format!(
+            "upstream answered with {markets} markets, under {min_ratio} of the last good poll's {previous} (--poll.min-markets-ratio)"
+        )
+    }
 }
 
 fn retry_after_text(d: &Option<Duration>) -> String {
@@ -254,7 +272,7 @@ fn retry_after_text(d: &Option<Duration>) -> String {
 
 impl SourceError {
     /// Every reason label, so counters can start at 0 instead of appearing late.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 10] = [
         "timeout",
         "connect",
         "rate_limited",
@@ -264,6 +282,7 @@ impl SourceError {
         "invalid_response",
         "api_error",
         "request",
+        "collapsed",
     ];
 
     pub fn reason(&self) -> &'static str {
@@ -277,6 +296,7 @@ impl SourceError {
             SourceError::Decode(_) => "invalid_response",
             SourceError::Api(_) => "api_error",
             SourceError::Request(_) => "request",
+            SourceError::Collapsed { .. } => "collapsed",
         }
     }
 
