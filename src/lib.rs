@@ -17,11 +17,13 @@
 //! - [`exposition`]: rendering, format negotiation types, gzip.
 //! - [`stats`]: the `crypto_market_exporter_*` self-metrics.
 //! - [`state`]: the slots and the atomically swapped exposition.
-//! - [`server`]: the axum router; [`healthcheck`]: the container self-probe;
+//! - [`server`]: the axum router; [`accept`]: the listener that counts failed
+//!   accepts; [`healthcheck`]: the container self-probe;
 //!   [`listen`]: listen addresses as Go exporters accept them.
 //!
 //! [`run`] wires it together; `main.rs` only parses config and handles signals.
 
+pub mod accept;
 pub mod config;
 pub mod domain;
 pub mod exposition;
@@ -130,7 +132,7 @@ pub async fn run_reloadable(
     });
     // No Nagle: the last small chunk of a multi-megabyte body would otherwise
     // wait for a delayed ACK on some scrapes.
-    let listener = listener.tap_io(|tcp| {
+    let listener = accept::Listener::new(listener).tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }

@@ -442,6 +442,19 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
     write_header(
         o,
         format,
+        &n("accept_errors"),
+        Kind::Counter,
+        "Failed accepts of HTTP connections (most often: out of file descriptors); updated once per poll.",
+    );
+    write_sample(
+        o,
+        &n("accept_errors_total"),
+        &[],
+        crate::accept::accept_errors() as f64,
+    );
+    write_header(
+        o,
+        format,
         &n("build"),
         Kind::Info,
         "Build information of the exporter; the value is always 1.",

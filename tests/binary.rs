@@ -49,7 +49,13 @@ fn start(format: &str) -> (Running, String, Receiver<String>) {
 /// Starts the binary with exactly `args` and no inherited `CRYPTO_MARKET_EXPORTER_*`
 /// variable; returns it with its first log line and the rest of its stderr.
 fn spawn(args: &[&str]) -> (Running, String, Receiver<String>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"));
+    spawn_with(
+        Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter")),
+        args,
+    )
+}
+
+fn spawn_with(mut cmd: Command, args: &[&str]) -> (Running, String, Receiver<String>) {
     for (k, _) in std::env::vars() {
         if k.starts_with("CRYPTO_MARKET_EXPORTER_") {
             cmd.env_remove(k);
@@ -378,4 +384,50 @@ fn sighup_reloads_filters_and_survives_a_bad_file() {
     line_with(&stderr, "received SIGQUIT");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = &mut child;
+}
+
+/// Idle clients that exhaust the file-descriptor limit: the failed accepts
+/// are logged with what to do and counted, and scrapes work again once the
+/// clients leave.
+#[test]
+fn descriptor_exhaustion_is_logged_and_counted() {
+    // `sh -c 'ulimit -n 48; exec …'`: the exporter alone gets a tiny limit.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -n 48 && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_crypto-market-exporter"),
+    ]);
+    let (child, first, stderr) = spawn_with(
+        cmd,
+        &[
+            "--source=demo",
+            "--demo.markets=20",
+            "--web.listen-address=127.0.0.1:0",
+            "--poll.interval=100ms",
+        ],
+    );
+    let addr = address(&first);
+    wait_ready(&addr);
+    let idle: Vec<_> = (0..60)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    let line = line_with(&stderr, "cannot accept a connection");
+    assert!(line.contains("out of file descriptors"), "{line}");
+    assert!(line.contains("LimitNOFILE"), "{line}");
+    drop(idle);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let m = get(&addr, "/metrics");
+        let errors = m
+            .lines()
+            .find_map(|l| l.strip_prefix("crypto_market_exporter_accept_errors_total "))
+            .and_then(|v| v.parse::<f64>().ok());
+        if errors.is_some_and(|e| e > 0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "accept errors never counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sigterm_and_wait(child, stderr);
 }
