@@ -188,6 +188,14 @@ impl Rejections {
 /// Validates one market. Bad values are dropped one by one (a NaN volume does
 /// not hide a good price); a market left with no value at all is dropped.
 pub fn admit(raw: RawMarket, rejections: &mut Rejections) -> Option<Market> {
+    // U+FFFD stands where upstream sent a lone surrogate or a byte that is not
+    // UTF-8 (source::repair); control characters have no place in a symbol.
+    // Either way the key names no real market.
+    let garbled = |s: &str| s.chars().any(|c| c == '\u{fffd}' || c.is_control());
+    if garbled(&raw.exchange) || garbled(&raw.pair) {
+        rejections.count(RejectReason::InvalidKey);
+        return None;
+    }
     let mut values = raw.values;
     for gauge in Gauge::ALL {
         let slot = &mut values[gauge as usize];

@@ -308,3 +308,116 @@ async fn filters_and_cap() {
     assert!(!m.0.contains("-future"), "futures excluded");
     exporter.stop().await;
 }
+
+/// Value-level failure isolation, fuzz-style: one market of the real
+/// 14,462-market recording is mutated in each way that used to void the whole
+/// response. Every time, the poll parses, only that value (or, for a garbled
+/// key, that market) is dropped and counted, and every other market is intact.
+#[test]
+fn one_unrepresentable_value_costs_one_value_not_the_poll() {
+    use crypto_market_exporter::domain::{RejectReason, admit_all};
+    use crypto_market_exporter::source::cryptowatch::parse;
+
+    let body = String::from_utf8(fixture("cryptowatch/markets_summaries.2023-08-19.json").to_vec())
+        .unwrap();
+    let original = r#""kraken:btcusd":{"price":{"last":26115.1,"high":26250,"low":25800.1,"#;
+    assert_eq!(body.matches(original).count(), 1);
+    let admitted = |text: &str| {
+        let page = parse(text.as_bytes()).unwrap_or_else(|e| panic!("poll voided: {e}"));
+        let mut rejections = page.rejections;
+        let markets = admit_all(page.markets, &mut rejections);
+        (markets, rejections)
+    };
+    let (baseline, base_rejections) = admitted(&body);
+    let others = |markets: &[crypto_market_exporter::domain::Market]| {
+        let mut v: Vec<_> = markets
+            .iter()
+            .filter(|m| !(m.exchange == "kraken" && m.pair == "btcusd"))
+            .map(|m| (m.exchange.clone(), m.pair.clone(), m.values))
+            .collect();
+        v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        v
+    };
+    let huge = "9".repeat(100_000);
+    let mutations: [(&str, String, Option<RejectReason>); 6] = [
+        (
+            "1e400 as the price",
+            original.replace("26115.1", "1e400"),
+            Some(RejectReason::Infinite),
+        ),
+        (
+            "a 100,000-digit high",
+            original.replace("26250", &huge),
+            Some(RejectReason::Infinite),
+        ),
+        (
+            "a bare NaN low",
+            original.replace("25800.1", "NaN"),
+            Some(RejectReason::Nan),
+        ),
+        (
+            "-Infinity as the price",
+            original.replace("26115.1", "-Infinity"),
+            Some(RejectReason::Infinite),
+        ),
+        (
+            "a malformed number",
+            original.replace("26250", "2.6.250"),
+            Some(RejectReason::Nan),
+        ),
+        (
+            "a lone surrogate in the key",
+            original.replace("btcusd", r"btc\ud800usd"),
+            None,
+        ),
+    ];
+    for (what, replacement, reason) in mutations {
+        let mutated = body.replacen(original, &replacement, 1);
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&mutated).is_err(),
+            "{what}: the mutation should be invalid for a plain JSON parser"
+        );
+        let (markets, rejections) = admitted(&mutated);
+        let delta =
+            |r: RejectReason| rejections.values[r as usize] - base_rejections.values[r as usize];
+        match reason {
+            Some(reason) => {
+                assert_eq!(markets.len(), baseline.len(), "{what}");
+                assert_eq!(
+                    delta(reason),
+                    1,
+                    "{what}: not counted as {}",
+                    reason.reason()
+                );
+                let btc = markets
+                    .iter()
+                    .find(|m| m.exchange == "kraken" && m.pair == "btcusd")
+                    .unwrap();
+                let good = baseline
+                    .iter()
+                    .find(|m| m.exchange == "kraken" && m.pair == "btcusd")
+                    .unwrap();
+                let kept = btc
+                    .values
+                    .iter()
+                    .zip(good.values)
+                    .filter(|(a, b)| **a == *b)
+                    .count();
+                assert_eq!(
+                    kept,
+                    good.values.len() - 1,
+                    "{what}: more than one value lost"
+                );
+            }
+            None => {
+                assert_eq!(markets.len(), baseline.len() - 1, "{what}");
+                assert_eq!(delta(RejectReason::InvalidKey), 1, "{what}");
+            }
+        }
+        assert_eq!(
+            others(&markets),
+            others(&baseline),
+            "{what}: other markets changed"
+        );
+    }
+}

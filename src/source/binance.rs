@@ -214,10 +214,13 @@ pub struct ExchangeInfo {
     pub weight_limit: Option<u32>,
 }
 
-fn decode<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, SourceError> {
-    serde_json::from_slice(body).map_err(|e| match serde_json::from_slice::<ErrorDto>(body) {
-        Ok(err) => SourceError::Api(format!("{} (code {})", err.msg, err.code)),
-        Err(_) => SourceError::Decode(format!("{what}: {e}")),
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, SourceError> {
+    let mut repaired = None;
+    super::repair::from_slice(body, &mut repaired).map_err(|e| {
+        match serde_json::from_slice::<ErrorDto>(body) {
+            Ok(err) => SourceError::Api(format!("{} (code {})", err.msg, err.code)),
+            Err(_) => SourceError::Decode(format!("{what}: {e}")),
+        }
     })
 }
 

@@ -343,8 +343,9 @@ pub fn parse_with_pairs(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(SourceError::Decode("empty body".into()));
     }
-    let dto: SummariesDto<'_> =
-        serde_json::from_slice(body).map_err(|e| SourceError::Decode(format!("{e}")))?;
+    let mut repaired = None;
+    let dto: SummariesDto<'_> = super::repair::from_slice(body, &mut repaired)
+        .map_err(|e| SourceError::Decode(format!("{e}")))?;
     if let Some(error) = dto.error {
         return Err(error.into_source_error(body));
     }

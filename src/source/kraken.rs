@@ -217,8 +217,9 @@ pub struct Parsed {
 
 /// Parses `/0/public/Ticker` (all pairs), naming pairs from the AssetPairs listing.
 pub fn parse_ticker(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<Parsed, SourceError> {
-    let dto: Envelope<HashMap<String, TickerDto>> =
-        serde_json::from_slice(body).map_err(|e| SourceError::Decode(format!("Ticker: {e}")))?;
+    let mut repaired = None;
+    let dto: Envelope<HashMap<String, TickerDto>> = super::repair::from_slice(body, &mut repaired)
+        .map_err(|e| SourceError::Decode(format!("Ticker: {e}")))?;
     check_errors(&dto.error)?;
     let result = dto
         .result
