@@ -5,11 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code
 
-use crypto_market_exporter::domain::{Market, Rejections, admit_all};
+use std::collections::HashMap;
+
+use crypto_market_exporter::admission::Admission;
+use crypto_market_exporter::domain::Market;
 use crypto_market_exporter::exposition::{Exposition, Format, MarketFragments};
-use crypto_market_exporter::filter::MarketFilter;
 use crypto_market_exporter::source::SourceKind;
-use crypto_market_exporter::source::cryptowatch::parse;
+use crypto_market_exporter::source::cryptowatch::{parse, parse_page};
 use crypto_market_exporter::stats::{self, SourceMetrics};
 
 fn main() {
@@ -24,12 +26,11 @@ fn body() -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
-/// Parse, validate, filter and sort: the new snapshot of markets.
+/// Parse, validate, filter, dedup, cap and sort, entry by entry as the
+/// poller does: the new snapshot of markets.
 fn snapshot(body: &[u8]) -> Vec<Market> {
-    let page = parse(body).unwrap();
-    let mut rejections = Rejections::default();
-    let markets = admit_all(page.markets, &mut rejections);
-    MarketFilter::default().apply(markets).markets
+    let (admission, _, _) = parse_page(body, &HashMap::new(), Admission::default).unwrap();
+    admission.finish().markets
 }
 
 fn self_metrics() -> [String; 2] {

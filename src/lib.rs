@@ -12,7 +12,8 @@
 //!   [`source::coinbase`], [`source::demo`]); wire DTOs live there.
 //! - [`upstream`]: outbound HTTP: governor quota, timeouts, body cap, 429.
 //! - [`domain`]: `Market`, the metric contract ([`domain::Gauge`]) and validation.
-//! - [`filter`]: include/exclude globs ([`glob`]) and the market cap.
+//! - [`filter`]: include/exclude globs ([`glob`]) and the market cap;
+//!   [`admission`] applies them, with validation, market by market.
 //! - [`poller`]: one task per source: poll, pace, back off, publish.
 //! - [`exposition`]: rendering, format negotiation types, gzip.
 //! - [`stats`]: the `crypto_market_exporter_*` self-metrics.
@@ -24,6 +25,7 @@
 //! [`run`] wires it together; `main.rs` only parses config and handles signals.
 
 pub mod accept;
+pub mod admission;
 pub mod config;
 pub mod domain;
 pub mod exposition;

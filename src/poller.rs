@@ -9,8 +9,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::admission::Admission;
 use crate::config::PollConfig;
-use crate::domain::admit_all;
 use crate::exposition::MarketFragments;
 use crate::filter::MarketFilter;
 use crate::source::{Credits, Fetched, Source, SourceError};
@@ -53,22 +53,22 @@ impl Poller {
         let mut pacing = false;
         let mut rng = fastrand::Rng::new();
         loop {
+            // New filters (a reload) keep a different number of markets: the
+            // last good count is no yardstick for them.
+            let filter = self.filter.load_full();
+            if !Arc::ptr_eq(&filter, &filter_seen) {
+                last_good = None;
+                filter_seen = filter.clone();
+            }
             let started = Instant::now();
             let polled = tokio::select! {
-                r = self.source.poll() => r,
+                r = self.source.poll(Admission::new(filter)) => r,
                 _ = shutdown.wait_for(|s| *s) => return,
             };
             let took = started.elapsed();
-            // New filters (a reload) keep a different number of markets: the
-            // last good count is no yardstick for them.
-            let filter_now = self.filter.load_full();
-            if !Arc::ptr_eq(&filter_now, &filter_seen) {
-                last_good = None;
-                filter_seen = filter_now;
-            }
             let outcome = match polled {
                 Ok(fetched) => {
-                    let upstream = fetched.markets.len();
+                    let upstream = fetched.admission.valid();
                     self.ingest(fetched, took).await.and_then(|ingested| {
                         check_not_collapsed(
                             upstream,
@@ -163,23 +163,20 @@ impl Poller {
         }
     }
 
-    /// Validation, filtering and rendering, on a blocking thread.
+    /// Rendering of the admitted markets, on a blocking thread.
     async fn ingest(
         &self,
         fetched: Fetched,
         duration: Duration,
     ) -> Result<(MarketFragments, PollReport, Option<Duration>), SourceError> {
-        let filter = self.filter.load_full();
         tokio::task::spawn_blocking(move || {
-            let mut rejections = fetched.rejections;
-            let admitted = admit_all(fetched.markets, &mut rejections);
-            let filtered = filter.apply(admitted);
-            let fragments = MarketFragments::render(&filtered.markets);
+            let admitted = fetched.admission.finish();
+            let fragments = MarketFragments::render(&admitted.markets);
             let report = PollReport {
-                markets: filtered.markets.len(),
-                excluded: filtered.excluded,
-                truncated: filtered.truncated,
-                rejections,
+                markets: admitted.markets.len(),
+                excluded: admitted.excluded,
+                truncated: admitted.truncated,
+                rejections: admitted.rejections,
                 credits: fetched.credits,
                 duration,
                 requests: fetched.requests,

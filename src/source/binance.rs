@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use super::de::number;
 use super::{Fetched, PollFuture, Refresh, Source, SourceError, SourceKind, parse_blocking};
+use crate::admission::Admission;
 use crate::config::NetworkConfig;
 use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
 use crate::stats::SourceMetrics;
@@ -68,7 +69,7 @@ impl Binance {
         })
     }
 
-    async fn poll_once(&mut self) -> Result<Fetched, SourceError> {
+    async fn poll_once(&mut self, admission: Admission) -> Result<Fetched, SourceError> {
         let mut fetched = Fetched::default();
         if self.refresh.is_due() {
             let result = self.upstream.get(&self.info_url, HeaderMap::new()).await;
@@ -97,12 +98,15 @@ impl Binance {
         fetched.requests += 1;
         fetched.slow_down = self.slow_down(&response, SystemTime::now());
         let symbols = self.symbols.clone();
-        let parsed = parse_blocking(move || parse_ticker(&response.body, &symbols)).await?;
-        if parsed.rejections.values[RejectReason::UnknownPair as usize] > 0 {
+        fetched.admission = parse_blocking(move || {
+            let mut admission = admission;
+            parse_ticker_into(&response.body, &symbols, &mut admission)?;
+            Ok(admission)
+        })
+        .await?;
+        if fetched.admission.rejections().values[RejectReason::UnknownPair as usize] > 0 {
             self.refresh.hurry();
         }
-        fetched.markets = parsed.markets;
-        fetched.rejections = parsed.rejections;
         Ok(fetched)
     }
 
@@ -117,8 +121,8 @@ impl Source for Binance {
         SourceKind::Binance
     }
 
-    fn poll(&mut self) -> PollFuture<'_> {
-        Box::pin(self.poll_once())
+    fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
+        Box::pin(self.poll_once(admission))
     }
 }
 
@@ -245,6 +249,18 @@ pub fn parse_exchange_info(body: &[u8]) -> Result<ExchangeInfo, SourceError> {
 pub struct Parsed {
     pub markets: Vec<RawMarket>,
     pub rejections: Rejections,
+}
+
+/// [`parse_ticker`] into a poll's admission.
+pub fn parse_ticker_into(
+    body: &[u8],
+    symbols: &HashMap<String, Assets>,
+    admission: &mut Admission,
+) -> Result<(), SourceError> {
+    let parsed = parse_ticker(body, symbols)?;
+    admission.add_rejections(&parsed.rejections);
+    admission.extend(parsed.markets);
+    Ok(())
 }
 
 pub fn parse_ticker(body: &[u8], symbols: &HashMap<String, Assets>) -> Result<Parsed, SourceError> {

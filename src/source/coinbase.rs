@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::de::number;
 use super::{Fetched, PollFuture, Source, SourceError, SourceKind};
+use crate::admission::Admission;
 use crate::config::NetworkConfig;
 use crate::domain::{Assets, Gauge, RawMarket, RejectReason};
 use crate::filter::MarketFilter;
@@ -58,9 +59,9 @@ impl Coinbase {
         })
     }
 
-    async fn refresh(&mut self) -> Result<Fetched, SourceError> {
+    async fn refresh(&mut self, admission: Admission) -> Result<Fetched, SourceError> {
         let started = tokio::time::Instant::now();
-        let mut fetched = Fetched::default();
+        let mut fetched = Fetched::new(admission);
         let list = self
             .upstream
             .get(&format!("{}/products", self.base_url), HeaderMap::new())
@@ -71,13 +72,12 @@ impl Coinbase {
             .into_iter()
             .filter(|p| self.filter.allows(EXCHANGE, &p.assets.pair()))
             .collect();
-        fetched.markets.reserve(wanted.len());
         for product in wanted {
             let url = format!("{}/products/{}/stats", self.base_url, product.id);
             let result = self.upstream.get(&url, HeaderMap::new()).await;
             fetched.requests += 1;
             match result.and_then(|r| parse_stats(&r.body)) {
-                Ok(values) => fetched.markets.push(RawMarket {
+                Ok(values) => fetched.admission.offer(RawMarket {
                     exchange: EXCHANGE.to_owned(),
                     pair: product.assets.pair(),
                     assets: Some(product.assets),
@@ -95,7 +95,7 @@ impl Coinbase {
                 // body) costs only that product.
                 Err(e) => {
                     tracing::debug!(source = "coinbase", product = %product.id, error = %e, "product stats unavailable");
-                    fetched.rejections.count(RejectReason::Unavailable);
+                    fetched.admission.reject(RejectReason::Unavailable);
                 }
             }
         }
@@ -113,8 +113,8 @@ impl Source for Coinbase {
         SourceKind::Coinbase
     }
 
-    fn poll(&mut self) -> PollFuture<'_> {
-        Box::pin(self.refresh())
+    fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
+        Box::pin(self.refresh(admission))
     }
 }
 

@@ -20,12 +20,14 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::de::number;
 use super::{
-    Credits, Fetched, PollFuture, Refresh, Source, SourceError, SourceKind, parse_blocking,
+    Collected, Credits, Fetched, PollFuture, Refresh, Sink, Source, SourceError, SourceKind,
+    parse_blocking,
 };
+use crate::admission::Admission;
 use crate::config::{CryptowatchConfig, Secret};
 use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
 use crate::stats::SourceMetrics;
@@ -148,8 +150,9 @@ impl Cryptowatch {
         Ok(pairs)
     }
 
-    async fn poll_pages(&mut self) -> Result<Fetched, SourceError> {
-        let mut fetched = Fetched::default();
+    async fn poll_pages(&mut self, admission: Admission) -> Result<Fetched, SourceError> {
+        let filter = admission.filter();
+        let mut fetched = Fetched::new(admission);
         self.refresh_pairs(&mut fetched).await;
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -160,12 +163,17 @@ impl Cryptowatch {
             let response = self.upstream.get(&url, self.headers()?).await?;
             fetched.requests += 1;
             let pairs = self.pairs.clone();
-            // Parsing 4 MB takes ~10 ms: keep it off the async workers.
-            let page = parse_blocking(move || parse_with_pairs(&response.body, &pairs)).await?;
-            fetched.markets.extend(page.markets);
-            fetched.rejections.add(&page.rejections);
-            fetched.credits = page.credits.or(fetched.credits);
-            match page.next_cursor {
+            let filter = filter.clone();
+            // Parsing 4 MB takes ~10 ms: keep it off the async workers. Each
+            // page streams into its own admission (bounded by markets.max),
+            // merged into the poll's once the page has parsed.
+            let (page, credits, next_cursor) = parse_blocking(move || {
+                parse_page(&response.body, &pairs, || Admission::new(filter.clone()))
+            })
+            .await?;
+            fetched.admission.absorb(page);
+            fetched.credits = credits.or(fetched.credits);
+            match next_cursor {
                 Some(next) => cursor = Some(next),
                 None => return Ok(fetched),
             }
@@ -184,8 +192,8 @@ impl Source for Cryptowatch {
         SourceKind::Cryptowatch
     }
 
-    fn poll(&mut self) -> PollFuture<'_> {
-        Box::pin(self.poll_pages())
+    fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
+        Box::pin(self.poll_pages(admission))
     }
 }
 
@@ -201,21 +209,6 @@ fn urlencode(s: &str) -> String {
 }
 
 // ---- Wire format ----
-
-#[derive(Deserialize)]
-struct SummariesDto<'a> {
-    #[serde(borrow, default, deserialize_with = "market_list")]
-    result: Option<Entries<'a>>,
-    #[serde(default)]
-    cursor: Option<CursorDto>,
-    #[serde(default)]
-    allowance: Option<AllowanceDto>,
-    #[serde(default)]
-    error: Option<ErrorDto>,
-}
-
-/// `result` as read: keys borrowed from the body where possible, in body order.
-type Entries<'a> = Vec<(Cow<'a, str>, SummaryDto)>;
 
 #[derive(Deserialize)]
 struct SummaryDto {
@@ -301,29 +294,6 @@ impl CursorDto {
     }
 }
 
-/// Reads the `result` object straight into a Vec: no intermediate map, keys
-/// borrowed from the body where they contain no escapes.
-fn market_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Entries<'de>>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<Entries<'de>>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an object of \"exchange:pair\" keys")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16_384));
-            while let Some(entry) = map.next_entry::<Cow<'de, str>, SummaryDto>()? {
-                out.push(entry);
-            }
-            Ok(Some(out))
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-    d.deserialize_any(V)
-}
-
 /// One parsed page.
 #[derive(Debug, Default)]
 pub struct Page {
@@ -340,54 +310,174 @@ pub fn parse(body: &[u8]) -> Result<Page, SourceError> {
 
 /// [`parse`], labelling markets with base/quote from a `/pairs` listing.
 pub fn parse_with_pairs(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<Page, SourceError> {
+    let (collected, credits, next_cursor) = parse_page(body, pairs, Collected::default)?;
+    Ok(Page {
+        markets: collected.markets,
+        rejections: collected.rejections,
+        credits,
+        next_cursor,
+    })
+}
+
+/// Streams one page's markets into a fresh sink from `fresh`, never holding
+/// the whole `result` at once: memory follows what the sink keeps. A body
+/// that fails to parse is [repaired](super::repair) once and read again into
+/// another fresh sink, so nothing is counted twice.
+pub fn parse_page<S: Sink>(
+    body: &[u8],
+    pairs: &HashMap<String, Assets>,
+    fresh: impl Fn() -> S,
+) -> Result<(S, Option<Credits>, Option<String>), SourceError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(SourceError::Decode("empty body".into()));
     }
-    let mut repaired = None;
-    let dto: SummariesDto<'_> = super::repair::from_slice(body, &mut repaired)
-        .map_err(|e| SourceError::Decode(format!("{e}")))?;
-    if let Some(error) = dto.error {
+    let attempt = |text: &[u8]| -> Result<(S, Meta), serde_json::Error> {
+        let mut sink = fresh();
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let meta = PageSeed {
+            sink: &mut sink,
+            pairs,
+        }
+        .deserialize(&mut de)?;
+        de.end()?;
+        Ok((sink, meta))
+    };
+    let (sink, meta) = match attempt(body) {
+        Ok(done) => done,
+        Err(e) => match super::repair::repair(body) {
+            Some(fixed) => attempt(&fixed),
+            None => Err(e),
+        }
+        .map_err(|e| SourceError::Decode(format!("{e}")))?,
+    };
+    if let Some(error) = meta.error {
         return Err(error.into_source_error(body));
     }
-    let Some(result) = dto.result else {
+    if !meta.result {
         return Err(SourceError::Decode(
             "no \"result\" object in the response".into(),
         ));
-    };
-    let mut page = Page {
-        markets: Vec::with_capacity(result.len()),
-        ..Page::default()
-    };
-    for (key, s) in result {
-        // Keys split on the FIRST colon only: pair symbols may contain '-' or '.'.
-        let Some((exchange, pair)) = key
-            .split_once(':')
-            .filter(|(e, p)| !e.is_empty() && !p.is_empty())
-        else {
-            page.rejections.count(RejectReason::InvalidKey);
-            continue;
-        };
-        let mut values = [None; Gauge::COUNT];
-        if let Some(price) = &s.price {
-            values[Gauge::Price as usize] = price.last;
-            values[Gauge::PriceHigh24h as usize] = price.high;
-            values[Gauge::PriceLow24h as usize] = price.low;
-            values[Gauge::PriceChangeRatio24h as usize] =
-                price.change.as_ref().and_then(|c| c.percentage);
-        }
-        values[Gauge::Volume24h as usize] = s.volume_base.or(s.volume);
-        values[Gauge::VolumeQuote24h as usize] = s.volume_quote;
-        values[Gauge::VolumeUsd24h as usize] = s.volume_usd;
-        page.markets.push(RawMarket {
-            exchange: exchange.to_owned(),
-            pair: pair.to_owned(),
-            assets: pairs.get(pair).cloned(),
-            values,
-        });
     }
-    page.credits = dto.allowance.and_then(AllowanceDto::credits);
-    page.next_cursor = dto.cursor.and_then(CursorDto::next);
-    Ok(page)
+    Ok((
+        sink,
+        meta.allowance.and_then(AllowanceDto::credits),
+        meta.cursor.and_then(CursorDto::next),
+    ))
+}
+
+/// A page's fields besides `result`, which streams into the sink.
+#[derive(Default)]
+struct Meta {
+    /// Whether `result` was an object (not missing, not null).
+    result: bool,
+    cursor: Option<CursorDto>,
+    allowance: Option<AllowanceDto>,
+    error: Option<ErrorDto>,
+}
+
+/// The top-level object of a page.
+struct PageSeed<'s, S> {
+    sink: &'s mut S,
+    pairs: &'s HashMap<String, Assets>,
+}
+
+impl<'de, S: Sink> DeserializeSeed<'de> for PageSeed<'_, S> {
+    type Value = Meta;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Meta, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, S: Sink> Visitor<'de> for PageSeed<'_, S> {
+    type Value = Meta;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Cryptowatch response object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
+        let PageSeed { sink, pairs } = self;
+        let mut meta = Meta::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "result" => {
+                    meta.result = map.next_value_seed(ResultSeed {
+                        sink: &mut *sink,
+                        pairs,
+                    })?;
+                }
+                "cursor" => meta.cursor = map.next_value()?,
+                "allowance" => meta.allowance = map.next_value()?,
+                "error" => meta.error = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(meta)
+    }
+}
+
+/// The `result` object: each entry becomes a market in the sink as soon as
+/// it is read; keys are borrowed from the body where they hold no escapes.
+struct ResultSeed<'s, S> {
+    sink: &'s mut S,
+    pairs: &'s HashMap<String, Assets>,
+}
+
+impl<'de, S: Sink> DeserializeSeed<'de> for ResultSeed<'_, S> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: Sink> Visitor<'de> for ResultSeed<'_, S> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of \"exchange:pair\" keys")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let summary: SummaryDto = map.next_value()?;
+            emit(self.sink, &key, summary, self.pairs);
+        }
+        Ok(true)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// One entry into the sink. An entry without a single value (`"a:b":{}`)
+/// would be no market at all: skipped before anything is allocated for it.
+fn emit<S: Sink>(sink: &mut S, key: &str, s: SummaryDto, pairs: &HashMap<String, Assets>) {
+    // Keys split on the FIRST colon only: pair symbols may contain '-' or '.'.
+    let Some((exchange, pair)) = key
+        .split_once(':')
+        .filter(|(e, p)| !e.is_empty() && !p.is_empty())
+    else {
+        sink.reject(RejectReason::InvalidKey);
+        return;
+    };
+    let mut values = [None; Gauge::COUNT];
+    if let Some(price) = &s.price {
+        values[Gauge::Price as usize] = price.last;
+        values[Gauge::PriceHigh24h as usize] = price.high;
+        values[Gauge::PriceLow24h as usize] = price.low;
+        values[Gauge::PriceChangeRatio24h as usize] =
+            price.change.as_ref().and_then(|c| c.percentage);
+    }
+    values[Gauge::Volume24h as usize] = s.volume_base.or(s.volume);
+    values[Gauge::VolumeQuote24h as usize] = s.volume_quote;
+    values[Gauge::VolumeUsd24h as usize] = s.volume_usd;
+    if values.iter().all(Option::is_none) {
+        return;
+    }
+    sink.market(RawMarket {
+        exchange: exchange.to_owned(),
+        pair: pair.to_owned(),
+        assets: pairs.get(pair).cloned(),
+        values,
+    });
 }
 
 #[derive(Deserialize)]

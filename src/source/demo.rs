@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::{Fetched, PollFuture, Source, SourceKind};
+use crate::admission::Admission;
 use crate::config::DemoConfig;
 use crate::domain::{Assets, Gauge, RawMarket};
 
@@ -203,14 +204,9 @@ impl Source for Demo {
         SourceKind::Demo
     }
 
-    fn poll(&mut self) -> PollFuture<'_> {
-        let markets = self.step();
-        Box::pin(async move {
-            Ok(Fetched {
-                markets,
-                ..Fetched::default()
-            })
-        })
+    fn poll(&mut self, mut admission: Admission) -> PollFuture<'_> {
+        admission.extend(self.step());
+        Box::pin(async move { Ok(Fetched::new(admission)) })
     }
 }
 

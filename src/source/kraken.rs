@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use super::de::number;
 use super::{Fetched, PollFuture, Refresh, Source, SourceError, SourceKind, parse_blocking};
+use crate::admission::Admission;
 use crate::config::NetworkConfig;
 use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
 use crate::stats::SourceMetrics;
@@ -61,7 +62,7 @@ impl Kraken {
         })
     }
 
-    async fn poll_once(&mut self) -> Result<Fetched, SourceError> {
+    async fn poll_once(&mut self, admission: Admission) -> Result<Fetched, SourceError> {
         let mut fetched = Fetched::default();
         if self.refresh.is_due() {
             let result = self.upstream.get(&self.pairs_url, HeaderMap::new()).await;
@@ -80,13 +81,16 @@ impl Kraken {
             .await?;
         fetched.requests += 1;
         let pairs = self.pairs.clone();
-        let parsed = parse_blocking(move || parse_ticker(&response.body, &pairs)).await?;
-        if parsed.rejections.values[RejectReason::UnknownPair as usize] > 0 {
+        fetched.admission = parse_blocking(move || {
+            let mut admission = admission;
+            parse_ticker_into(&response.body, &pairs, &mut admission)?;
+            Ok(admission)
+        })
+        .await?;
+        if fetched.admission.rejections().values[RejectReason::UnknownPair as usize] > 0 {
             // A pair listed since the last AssetPairs: fetch it again soon.
             self.refresh.hurry();
         }
-        fetched.markets = parsed.markets;
-        fetched.rejections = parsed.rejections;
         Ok(fetched)
     }
 }
@@ -96,8 +100,8 @@ impl Source for Kraken {
         SourceKind::Kraken
     }
 
-    fn poll(&mut self) -> PollFuture<'_> {
-        Box::pin(self.poll_once())
+    fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
+        Box::pin(self.poll_once(admission))
     }
 }
 
@@ -213,6 +217,18 @@ pub fn parse_asset_pairs(body: &[u8]) -> Result<HashMap<String, Assets>, SourceE
 pub struct Parsed {
     pub markets: Vec<RawMarket>,
     pub rejections: Rejections,
+}
+
+/// [`parse_ticker`] into a poll's admission.
+pub fn parse_ticker_into(
+    body: &[u8],
+    pairs: &HashMap<String, Assets>,
+    admission: &mut Admission,
+) -> Result<(), SourceError> {
+    let parsed = parse_ticker(body, pairs)?;
+    admission.add_rejections(&parsed.rejections);
+    admission.extend(parsed.markets);
+    Ok(())
 }
 
 /// Parses `/0/public/Ticker` (all pairs), naming pairs from the AssetPairs listing.

@@ -17,8 +17,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admission::Admission;
 use crate::config::Config;
-use crate::domain::{RawMarket, Rejections};
+use crate::domain::{RawMarket, RejectReason, Rejections};
 use crate::stats::SourceMetrics;
 
 /// The sources this build knows, in the order `--help` lists them.
@@ -200,9 +201,9 @@ pub struct Credits {
 /// What one successful poll returns.
 #[derive(Debug, Default)]
 pub struct Fetched {
-    pub markets: Vec<RawMarket>,
-    /// Entries dropped while parsing (e.g. a key with no `exchange:pair` shape).
-    pub rejections: Rejections,
+    /// The markets read, admitted one by one as they were parsed (validated,
+    /// filtered, capped), with what was dropped on the way.
+    pub admission: Admission,
     pub credits: Option<Credits>,
     /// Upstream's own limits ask for the next poll to wait at least this long
     /// (e.g. Binance's used request weight is close to its per-minute cap).
@@ -213,11 +214,53 @@ pub struct Fetched {
 
 pub type PollFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, SourceError>> + Send + 'a>>;
 
+/// Where a streaming parser puts what it reads, entry by entry.
+pub trait Sink {
+    fn market(&mut self, market: RawMarket);
+    fn reject(&mut self, reason: RejectReason);
+}
+
+impl Sink for Admission {
+    fn market(&mut self, market: RawMarket) {
+        self.offer(market);
+    }
+    fn reject(&mut self, reason: RejectReason) {
+        Admission::reject(self, reason);
+    }
+}
+
+/// A sink that keeps everything, for tests and benchmarks of the parsers.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub markets: Vec<RawMarket>,
+    pub rejections: Rejections,
+}
+
+impl Sink for Collected {
+    fn market(&mut self, market: RawMarket) {
+        self.markets.push(market);
+    }
+    fn reject(&mut self, reason: RejectReason) {
+        self.rejections.count(reason);
+    }
+}
+
+impl Fetched {
+    pub fn new(admission: Admission) -> Self {
+        Self {
+            admission,
+            ..Self::default()
+        }
+    }
+}
+
 /// A market data source. `poll` is never called concurrently with itself:
-/// each source has exactly one poller task.
+/// each source has exactly one poller task. It offers every market it reads
+/// to `admission` as it reads it (never collecting a whole answer first) and
+/// returns it in [`Fetched`].
 pub trait Source: Send + Sync {
     fn kind(&self) -> SourceKind;
-    fn poll(&mut self) -> PollFuture<'_>;
+    fn poll(&mut self, admission: Admission) -> PollFuture<'_>;
 }
 
 /// Why a poll failed. [`SourceError::reason`] is the bounded metric label.
