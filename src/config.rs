@@ -611,11 +611,6 @@ impl Config {
         check(self.binance != new.binance, "binance");
         check(self.coinbase != new.coinbase, "coinbase");
         check(self.demo != new.demo, "demo");
-        // Coinbase picks which products to fetch by the filters when it starts.
-        check(
-            self.sources.contains(&SourceKind::Coinbase) && self.filter != new.filter,
-            "markets (the coinbase source's product list)",
-        );
         out
     }
 

@@ -95,15 +95,31 @@ impl Upstream {
                 limit: self.max_body_size,
             });
         }
-        let mut body = BytesMut::new();
+        // The chunks are kept as they come and joined once at the end: a
+        // buffer grown by doubling would hold up to three times the body
+        // while reallocating; this holds two, and only at the join.
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total: u64 = 0;
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify_body(e))? {
-            if (body.len() + chunk.len()) as u64 > self.max_body_size {
+            total += chunk.len() as u64;
+            if total > self.max_body_size {
                 return Err(SourceError::BodyTooLarge {
                     limit: self.max_body_size,
                 });
             }
-            body.extend_from_slice(&chunk);
+            chunks.push(chunk);
         }
+        let body = match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.swap_remove(0),
+            _ => {
+                let mut joined = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
+                for chunk in chunks.drain(..) {
+                    joined.extend_from_slice(&chunk);
+                }
+                joined.freeze()
+            }
+        };
         if !status.is_success() {
             return Err(SourceError::HttpStatus {
                 status: status.as_u16(),
@@ -112,7 +128,7 @@ impl Upstream {
         }
         Ok(Response {
             headers: resp.headers().clone(),
-            body: body.freeze(),
+            body,
         })
     }
 

@@ -19,9 +19,12 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use super::de::number;
-use super::{Fetched, PollFuture, Refresh, Source, SourceError, SourceKind, parse_blocking};
+use super::{
+    Collected, Fetched, PollFuture, Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
+};
 use crate::admission::Admission;
 use crate::config::NetworkConfig;
 use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
@@ -98,10 +101,9 @@ impl Binance {
         fetched.requests += 1;
         fetched.slow_down = self.slow_down(&response, SystemTime::now());
         let symbols = self.symbols.clone();
+        let filter = admission.filter();
         fetched.admission = parse_blocking(move || {
-            let mut admission = admission;
-            parse_ticker_into(&response.body, &symbols, &mut admission)?;
-            Ok(admission)
+            parse_ticker_into(&response.body, &symbols, || Admission::new(filter.clone()))
         })
         .await?;
         if fetched.admission.rejections().values[RejectReason::UnknownPair as usize] > 0 {
@@ -251,49 +253,92 @@ pub struct Parsed {
     pub rejections: Rejections,
 }
 
-/// [`parse_ticker`] into a poll's admission.
-pub fn parse_ticker_into(
-    body: &[u8],
-    symbols: &HashMap<String, Assets>,
-    admission: &mut Admission,
-) -> Result<(), SourceError> {
-    let parsed = parse_ticker(body, symbols)?;
-    admission.add_rejections(&parsed.rejections);
-    admission.extend(parsed.markets);
-    Ok(())
+pub fn parse_ticker(body: &[u8], symbols: &HashMap<String, Assets>) -> Result<Parsed, SourceError> {
+    let collected = parse_ticker_into(body, symbols, Collected::default)?;
+    Ok(Parsed {
+        markets: collected.markets,
+        rejections: collected.rejections,
+    })
 }
 
-pub fn parse_ticker(body: &[u8], symbols: &HashMap<String, Assets>) -> Result<Parsed, SourceError> {
-    let dto: Vec<TickerDto> = decode(body, "ticker/24hr")?;
-    let mut out = Parsed {
-        markets: Vec::with_capacity(dto.len()),
-        ..Parsed::default()
-    };
-    for t in dto {
-        // Dead (delisted or halted) symbols: no trade, all prices zero.
-        if t.count == Some(0) {
-            out.rejections.no_trades += 1;
-            continue;
-        }
-        let Some(assets) = symbols.get(&t.symbol) else {
-            out.rejections.count(RejectReason::UnknownPair);
-            continue;
-        };
-        let mut values = [None; Gauge::COUNT];
-        values[Gauge::Price as usize] = t.last;
-        values[Gauge::PriceHigh24h as usize] = t.high;
-        values[Gauge::PriceLow24h as usize] = t.low;
-        values[Gauge::PriceChangeRatio24h as usize] = t.change_percent.map(|p| p / 100.0);
-        values[Gauge::Volume24h as usize] = t.volume;
-        values[Gauge::VolumeQuote24h as usize] = t.quote_volume;
-        out.markets.push(RawMarket {
-            exchange: EXCHANGE.to_owned(),
-            pair: assets.pair(),
-            assets: Some(assets.clone()),
-            values,
+/// Streams `/api/v3/ticker/24hr` into a fresh sink from `fresh`, element by
+/// element: memory follows what the sink keeps, not the size of the answer.
+pub fn parse_ticker_into<S: Sink>(
+    body: &[u8],
+    symbols: &HashMap<String, Assets>,
+    fresh: impl Fn() -> S,
+) -> Result<S, SourceError> {
+    // Data comes as an array; errors as `{"code", "msg"}`.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return Err(match serde_json::from_slice::<ErrorDto>(body) {
+            Ok(err) => SourceError::Api(format!("{} (code {})", err.msg, err.code)),
+            Err(e) => SourceError::Decode(format!("ticker/24hr: {e}")),
         });
     }
-    Ok(out)
+    super::repair::retry(body, |text| {
+        let mut sink = fresh();
+        let mut de = serde_json::Deserializer::from_slice(text);
+        TickerListSeed {
+            sink: &mut sink,
+            symbols,
+        }
+        .deserialize(&mut de)?;
+        de.end()?;
+        Ok(sink)
+    })
+    .map_err(|e| SourceError::Decode(format!("ticker/24hr: {e}")))
+}
+
+struct TickerListSeed<'s, S> {
+    sink: &'s mut S,
+    symbols: &'s HashMap<String, Assets>,
+}
+
+impl<'de, S: Sink> DeserializeSeed<'de> for TickerListSeed<'_, S> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, S: Sink> Visitor<'de> for TickerListSeed<'_, S> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of 24hr tickers")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(t) = seq.next_element::<TickerDto>()? {
+            emit(self.sink, t, self.symbols);
+        }
+        Ok(())
+    }
+}
+
+/// One ticker into the sink: dead symbols and symbols missing from
+/// exchangeInfo are counted, not exported.
+fn emit<S: Sink>(sink: &mut S, t: TickerDto, symbols: &HashMap<String, Assets>) {
+    // Dead (delisted or halted) symbols: no trade, all prices zero.
+    if t.count == Some(0) {
+        sink.no_trades();
+        return;
+    }
+    let Some(assets) = symbols.get(&t.symbol) else {
+        sink.reject(RejectReason::UnknownPair);
+        return;
+    };
+    let mut values = [None; Gauge::COUNT];
+    values[Gauge::Price as usize] = t.last;
+    values[Gauge::PriceHigh24h as usize] = t.high;
+    values[Gauge::PriceLow24h as usize] = t.low;
+    values[Gauge::PriceChangeRatio24h as usize] = t.change_percent.map(|p| p / 100.0);
+    values[Gauge::Volume24h as usize] = t.volume;
+    values[Gauge::VolumeQuote24h as usize] = t.quote_volume;
+    sink.market(RawMarket {
+        exchange: EXCHANGE.to_owned(),
+        pair: assets.pair(),
+        assets: Some(assets.clone()),
+        values,
+    });
 }
 
 #[cfg(test)]

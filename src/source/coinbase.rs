@@ -4,7 +4,8 @@
 //! product, and Coinbase allows 10 requests/s per IP: the governor quota
 //! (default 8/s, no burst) spreads a refresh over time instead of bursting,
 //! and `crypto_market_exporter_last_poll_duration_seconds` reports how long
-//! one takes. Products the market filter excludes are never fetched.
+//! one takes. Products the market filter excludes are never fetched, and at
+//! most `markets.max` products are (the first in product-id order).
 //!
 //! Wire format: decimals as strings; `id` is `BTC-USD`, with
 //! `base_currency`/`quote_currency`; products not `online`, or with
@@ -22,7 +23,6 @@ use super::{Fetched, PollFuture, Source, SourceError, SourceKind};
 use crate::admission::Admission;
 use crate::config::NetworkConfig;
 use crate::domain::{Assets, Gauge, RawMarket, RejectReason};
-use crate::filter::MarketFilter;
 use crate::stats::SourceMetrics;
 use crate::units::format_duration;
 use crate::upstream::Upstream;
@@ -32,7 +32,6 @@ const EXCHANGE: &str = "coinbase";
 pub struct Coinbase {
     upstream: Upstream,
     base_url: String,
-    filter: MarketFilter,
     /// Whether the last refresh took longer than the poll interval was logged.
     warned_slow: bool,
 }
@@ -46,21 +45,18 @@ impl fmt::Debug for Coinbase {
 }
 
 impl Coinbase {
-    pub fn new(
-        config: &NetworkConfig,
-        metrics: Arc<SourceMetrics>,
-        filter: MarketFilter,
-    ) -> Result<Self, SourceError> {
+    pub fn new(config: &NetworkConfig, metrics: Arc<SourceMetrics>) -> Result<Self, SourceError> {
         Ok(Self {
             upstream: Upstream::new(&config.http, metrics)?,
             base_url: config.url.as_str().trim_end_matches('/').to_owned(),
-            filter,
             warned_slow: false,
         })
     }
 
     async fn refresh(&mut self, admission: Admission) -> Result<Fetched, SourceError> {
         let started = tokio::time::Instant::now();
+        // The poll's filter, so a reload (SIGHUP) also changes what is fetched.
+        let filter = admission.filter();
         let mut fetched = Fetched::new(admission);
         let list = self
             .upstream
@@ -70,7 +66,9 @@ impl Coinbase {
         let products = parse_products(&list.body)?;
         let wanted: Vec<Product> = products
             .into_iter()
-            .filter(|p| self.filter.allows(EXCHANGE, &p.assets.pair()))
+            .filter(|p| filter.allows(EXCHANGE, &p.assets.pair()))
+            // One request per product: a listing of millions must not mean millions of calls.
+            .take(filter.max_markets)
             .collect();
         for product in wanted {
             let url = format!("{}/products/{}/stats", self.base_url, product.id);

@@ -342,14 +342,8 @@ pub fn parse_page<S: Sink>(
         de.end()?;
         Ok((sink, meta))
     };
-    let (sink, meta) = match attempt(body) {
-        Ok(done) => done,
-        Err(e) => match super::repair::repair(body) {
-            Some(fixed) => attempt(&fixed),
-            None => Err(e),
-        }
-        .map_err(|e| SourceError::Decode(format!("{e}")))?,
-    };
+    let (sink, meta) =
+        super::repair::retry(body, attempt).map_err(|e| SourceError::Decode(format!("{e}")))?;
     if let Some(error) = meta.error {
         return Err(error.into_source_error(body));
     }

@@ -14,6 +14,7 @@
 //! Asset codes: the `wsname` (`XBT/USD`) carries the short names; Kraken's
 //! `XBT` and `XDG` become `btc` and `doge`, as on Cryptowatch.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -21,9 +22,12 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::de::number;
-use super::{Fetched, PollFuture, Refresh, Source, SourceError, SourceKind, parse_blocking};
+use super::{
+    Collected, Fetched, PollFuture, Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
+};
 use crate::admission::Admission;
 use crate::config::NetworkConfig;
 use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
@@ -81,10 +85,9 @@ impl Kraken {
             .await?;
         fetched.requests += 1;
         let pairs = self.pairs.clone();
+        let filter = admission.filter();
         fetched.admission = parse_blocking(move || {
-            let mut admission = admission;
-            parse_ticker_into(&response.body, &pairs, &mut admission)?;
-            Ok(admission)
+            parse_ticker_into(&response.body, &pairs, || Admission::new(filter.clone()))
         })
         .await?;
         if fetched.admission.rejections().values[RejectReason::UnknownPair as usize] > 0 {
@@ -219,58 +222,137 @@ pub struct Parsed {
     pub rejections: Rejections,
 }
 
-/// [`parse_ticker`] into a poll's admission.
-pub fn parse_ticker_into(
-    body: &[u8],
-    pairs: &HashMap<String, Assets>,
-    admission: &mut Admission,
-) -> Result<(), SourceError> {
-    let parsed = parse_ticker(body, pairs)?;
-    admission.add_rejections(&parsed.rejections);
-    admission.extend(parsed.markets);
-    Ok(())
-}
-
 /// Parses `/0/public/Ticker` (all pairs), naming pairs from the AssetPairs listing.
 pub fn parse_ticker(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<Parsed, SourceError> {
-    let mut repaired = None;
-    let dto: Envelope<HashMap<String, TickerDto>> = super::repair::from_slice(body, &mut repaired)
-        .map_err(|e| SourceError::Decode(format!("Ticker: {e}")))?;
-    check_errors(&dto.error)?;
-    let result = dto
-        .result
-        .ok_or_else(|| SourceError::Decode("Ticker: no \"result\" object".into()))?;
-    let mut out = Parsed {
-        markets: Vec::with_capacity(result.len()),
-        ..Parsed::default()
-    };
-    for (key, t) in result {
-        let Some(assets) = pairs.get(&key) else {
-            out.rejections.count(RejectReason::UnknownPair);
-            continue;
-        };
-        let mut values = [None; Gauge::COUNT];
-        let trades = at(&t.t, 1);
-        // No trade in 24 h: `c` still holds the last trade, however old. A
-        // price of 0 is how the domain marks "no trades" (counted, not exported).
-        values[Gauge::Price as usize] = if trades == Some(0.0) {
-            Some(0.0)
-        } else {
-            at(&t.c, 0)
-        };
-        values[Gauge::PriceHigh24h as usize] = at(&t.h, 1);
-        values[Gauge::PriceLow24h as usize] = at(&t.l, 1);
-        let volume = at(&t.v, 1);
-        values[Gauge::Volume24h as usize] = volume;
-        values[Gauge::VolumeQuote24h as usize] = volume.zip(at(&t.p, 1)).map(|(v, p)| v * p);
-        out.markets.push(RawMarket {
-            exchange: EXCHANGE.to_owned(),
-            pair: assets.pair(),
-            assets: Some(assets.clone()),
-            values,
-        });
+    let collected = parse_ticker_into(body, pairs, Collected::default)?;
+    Ok(Parsed {
+        markets: collected.markets,
+        rejections: collected.rejections,
+    })
+}
+
+/// Streams `/0/public/Ticker` into a fresh sink from `fresh`, entry by entry:
+/// memory follows what the sink keeps, not the size of the answer.
+pub fn parse_ticker_into<S: Sink>(
+    body: &[u8],
+    pairs: &HashMap<String, Assets>,
+    fresh: impl Fn() -> S,
+) -> Result<S, SourceError> {
+    let (sink, errors, result) = super::repair::retry(body, |text| {
+        let mut sink = fresh();
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let (errors, result) = TickerSeed {
+            sink: &mut sink,
+            pairs,
+        }
+        .deserialize(&mut de)?;
+        de.end()?;
+        Ok((sink, errors, result))
+    })
+    .map_err(|e| SourceError::Decode(format!("Ticker: {e}")))?;
+    check_errors(&errors)?;
+    if !result {
+        return Err(SourceError::Decode("Ticker: no \"result\" object".into()));
     }
-    Ok(out)
+    Ok(sink)
+}
+
+/// The Ticker envelope: `error` is read, `result` streams into the sink.
+struct TickerSeed<'s, S> {
+    sink: &'s mut S,
+    pairs: &'s HashMap<String, Assets>,
+}
+
+impl<'de, S: Sink> DeserializeSeed<'de> for TickerSeed<'_, S> {
+    type Value = (Vec<String>, bool);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, S: Sink> Visitor<'de> for TickerSeed<'_, S> {
+    type Value = (Vec<String>, bool);
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kraken response object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let TickerSeed { sink, pairs } = self;
+        let mut errors = Vec::new();
+        let mut result = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "error" => errors = map.next_value()?,
+                "result" => {
+                    result = map.next_value_seed(TickersSeed {
+                        sink: &mut *sink,
+                        pairs,
+                    })?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok((errors, result))
+    }
+}
+
+/// The `result` object: pair key → ticker, each into the sink as read.
+struct TickersSeed<'s, S> {
+    sink: &'s mut S,
+    pairs: &'s HashMap<String, Assets>,
+}
+
+impl<'de, S: Sink> DeserializeSeed<'de> for TickersSeed<'_, S> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: Sink> Visitor<'de> for TickersSeed<'_, S> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of pair keys")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let ticker: TickerDto = map.next_value()?;
+            emit(self.sink, &key, &ticker, self.pairs);
+        }
+        Ok(true)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// One ticker into the sink; a pair missing from AssetPairs is counted.
+fn emit<S: Sink>(sink: &mut S, key: &str, t: &TickerDto, pairs: &HashMap<String, Assets>) {
+    let Some(assets) = pairs.get(key) else {
+        sink.reject(RejectReason::UnknownPair);
+        return;
+    };
+    let mut values = [None; Gauge::COUNT];
+    let trades = at(&t.t, 1);
+    // No trade in 24 h: `c` still holds the last trade, however old. A
+    // price of 0 is how the domain marks "no trades" (counted, not exported).
+    values[Gauge::Price as usize] = if trades == Some(0.0) {
+        Some(0.0)
+    } else {
+        at(&t.c, 0)
+    };
+    values[Gauge::PriceHigh24h as usize] = at(&t.h, 1);
+    values[Gauge::PriceLow24h as usize] = at(&t.l, 1);
+    let volume = at(&t.v, 1);
+    values[Gauge::Volume24h as usize] = volume;
+    values[Gauge::VolumeQuote24h as usize] = volume.zip(at(&t.p, 1)).map(|(v, p)| v * p);
+    sink.market(RawMarket {
+        exchange: EXCHANGE.to_owned(),
+        pair: assets.pair(),
+        assets: Some(assets.clone()),
+        values,
+    });
 }
 
 #[cfg(test)]

@@ -99,11 +99,7 @@ pub fn build(
         }
         SourceKind::Kraken => Box::new(kraken::Kraken::new(&config.kraken, metrics)?),
         SourceKind::Binance => Box::new(binance::Binance::new(&config.binance, metrics)?),
-        SourceKind::Coinbase => Box::new(coinbase::Coinbase::new(
-            &config.coinbase,
-            metrics,
-            config.filter.clone(),
-        )?),
+        SourceKind::Coinbase => Box::new(coinbase::Coinbase::new(&config.coinbase, metrics)?),
         SourceKind::Demo => Box::new(demo::Demo::new(&config.demo)),
     })
 }
@@ -218,6 +214,8 @@ pub type PollFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, SourceErro
 pub trait Sink {
     fn market(&mut self, market: RawMarket);
     fn reject(&mut self, reason: RejectReason);
+    /// A market without trades that the source drops itself (Binance's dead symbols).
+    fn no_trades(&mut self);
 }
 
 impl Sink for Admission {
@@ -226,6 +224,12 @@ impl Sink for Admission {
     }
     fn reject(&mut self, reason: RejectReason) {
         Admission::reject(self, reason);
+    }
+    fn no_trades(&mut self) {
+        self.add_rejections(&Rejections {
+            no_trades: 1,
+            ..Rejections::default()
+        });
     }
 }
 
@@ -242,6 +246,9 @@ impl Sink for Collected {
     }
     fn reject(&mut self, reason: RejectReason) {
         self.rejections.count(reason);
+    }
+    fn no_trades(&mut self) {
+        self.rejections.no_trades += 1;
     }
 }
 

@@ -34,6 +34,22 @@ pub fn from_slice<'a, T: Deserialize<'a>>(
     }
 }
 
+/// Runs `attempt` on `body`; if it fails and [`repair`] changes something,
+/// runs it once more on the repaired copy. For streaming parsers, `attempt`
+/// starts from a fresh sink each time, so nothing is counted twice.
+pub fn retry<T>(
+    body: &[u8],
+    mut attempt: impl FnMut(&[u8]) -> Result<T, serde_json::Error>,
+) -> Result<T, serde_json::Error> {
+    match attempt(body) {
+        Ok(v) => Ok(v),
+        Err(e) => match repair(body) {
+            Some(fixed) => attempt(&fixed),
+            None => Err(e),
+        },
+    }
+}
+
 /// The body with unrepresentable values rewritten (see the module docs), or
 /// `None` when there is nothing of the kind to rewrite.
 pub fn repair(body: &[u8]) -> Option<Vec<u8>> {
