@@ -4,47 +4,20 @@
 //! at most `markets.max` markets however large or hostile the answer: memory
 //! follows the markets kept, not the markets sent.
 
-use std::cmp::Ordering;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::domain::{self, Market, RawMarket, RejectReason, Rejections};
 use crate::filter::MarketFilter;
-
-/// A market ordered by its key alone, so the set holds one entry per key.
-#[derive(Debug)]
-struct ByKey(Market);
-
-impl ByKey {
-    fn key(&self) -> (&str, &str) {
-        (&self.0.exchange, &self.0.pair)
-    }
-}
-
-impl PartialEq for ByKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-impl Eq for ByKey {}
-impl PartialOrd for ByKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for ByKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
-    }
-}
 
 /// One poll's admission. Sources [`offer`](Admission::offer) what they read;
 /// the poller [`finish`](Admission::finish)es it into the new snapshot.
 #[derive(Debug)]
 pub struct Admission {
     filter: Arc<MarketFilter>,
-    /// The first `max_markets` markets in (exchange, pair) order so far.
-    kept: BTreeSet<ByKey>,
+    /// Markets that passed, in arrival order, compacted (sorted, repeated
+    /// keys merged, cut to `max_markets`) whenever it reaches twice the cap:
+    /// at most 2 x `max_markets` markets, and one sort per poll below that.
+    kept: Vec<Market>,
     rejections: Rejections,
     /// Markets with at least one valid value, before the filters: what
     /// upstream really delivered (an answer of empty entries delivered nothing).
@@ -77,7 +50,7 @@ impl Admission {
     pub fn new(filter: Arc<MarketFilter>) -> Self {
         Self {
             filter,
-            kept: BTreeSet::new(),
+            kept: Vec::new(),
             rejections: Rejections::default(),
             valid: 0,
             excluded: 0,
@@ -85,9 +58,9 @@ impl Admission {
         }
     }
 
-    /// Validates, filters and keeps (or not) one market. A key already kept
-    /// is replaced: the last entry of a repeated key wins, as in JavaScript's
-    /// JSON.parse and most JSON libraries.
+    /// Validates, filters and keeps (or not) one market. Of a repeated key
+    /// the last entry wins, as in JavaScript's JSON.parse and most JSON
+    /// libraries.
     pub fn offer(&mut self, raw: RawMarket) {
         let Some(market) = domain::admit(raw, &mut self.rejections) else {
             return;
@@ -97,11 +70,31 @@ impl Admission {
             self.excluded += 1;
             return;
         }
-        self.kept.replace(ByKey(market));
-        if self.kept.len() > self.filter.max_markets {
-            self.kept.pop_last();
-            self.truncated += 1;
+        self.keep(market);
+    }
+
+    fn keep(&mut self, market: Market) {
+        self.kept.push(market);
+        if self.kept.len() >= self.filter.max_markets.saturating_mul(2).max(2) {
+            self.compact();
         }
+    }
+
+    /// Sorts by (exchange, pair), merges repeated keys (the later one wins)
+    /// and cuts to the cap. Stable, so that arrival order decides among repeats.
+    fn compact(&mut self) {
+        self.kept
+            .sort_by(|a, b| (&a.exchange, &a.pair).cmp(&(&b.exchange, &b.pair)));
+        self.kept.dedup_by(|later, kept| {
+            let same = later.exchange == kept.exchange && later.pair == kept.pair;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        let max = self.filter.max_markets;
+        self.truncated += self.kept.len().saturating_sub(max);
+        self.kept.truncate(max);
     }
 
     pub fn extend(&mut self, raws: impl IntoIterator<Item = RawMarket>) {
@@ -147,17 +140,14 @@ impl Admission {
         self.excluded += later.excluded;
         self.truncated += later.truncated;
         for market in later.kept {
-            self.kept.replace(market);
-            if self.kept.len() > self.filter.max_markets {
-                self.kept.pop_last();
-                self.truncated += 1;
-            }
+            self.keep(market);
         }
     }
 
-    pub fn finish(self) -> Admitted {
+    pub fn finish(mut self) -> Admitted {
+        self.compact();
         Admitted {
-            markets: self.kept.into_iter().map(|k| k.0).collect(),
+            markets: self.kept,
             rejections: self.rejections,
             valid: self.valid,
             excluded: self.excluded,
@@ -271,6 +261,27 @@ mod tests {
         );
         assert_eq!(out.valid, 6);
         assert_eq!(out.truncated, 2);
+    }
+
+    #[test]
+    fn holds_at_most_twice_the_cap_whatever_the_answer() {
+        let f = Arc::new(MarketFilter {
+            max_markets: 10,
+            ..MarketFilter::default()
+        });
+        let mut a = Admission::new(f);
+        // 1,000 markets in scrambled order; key 5 repeats with a later value.
+        for i in 0..1_000u32 {
+            let k = (i * 7_919) % 1_000;
+            a.offer(m("x", &format!("p{k:04}"), 1.0));
+            assert!(a.kept.len() < 20, "{} held after {i}", a.kept.len());
+        }
+        a.offer(m("x", "p0005", 9.0));
+        let out = a.finish();
+        let want: Vec<String> = (0..10).map(|k| format!("x:p{k:04}")).collect();
+        assert_eq!(names(&out), want);
+        assert_eq!(out.markets[5].values[0], Some(9.0));
+        assert_eq!(out.truncated, 990);
     }
 
     #[test]

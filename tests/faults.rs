@@ -101,6 +101,12 @@ async fn empty_or_collapsed_answer_keeps_the_last_good_data() {
         "collapsed",
     )
     .await;
+    // Entries without a single value: no market either (the 7.3 M-entry
+    // body of docs/performance.md, scaled down).
+    let mut empties = String::from(r#"{"result":{"#);
+    empties.push_str(&vec![r#""a:b":{}"#; 5_000].join(","));
+    empties.push_str(r#"},"allowance":{"cost":0.01,"remaining":1000}}"#);
+    fault_scenario(Reply::Json(Bytes::from(empties)), "collapsed").await;
     // One market of the twelve: under the default ratio of 0.1.
     let one = r#"{"result":{"kraken:ethusd":{"price":{"last":1650,"high":1700,"low":1600,"change":{"percentage":0.01,"absolute":16}},"volume":10,"volumeQuote":16500}},"allowance":{"cost":0.01,"remaining":1000}}"#;
     fault_scenario(Reply::Json(Bytes::from_static(one.as_bytes())), "collapsed").await;
