@@ -43,6 +43,7 @@ impl Upstream {
             ))
             .connect_timeout(http.connect_timeout)
             .timeout(http.timeout)
+            .redirect(reqwest::redirect::Policy::custom(same_host_redirects))
             .build()
             .map_err(|e| SourceError::Request(format!("cannot build HTTP client: {e}")))?;
         let quota = Quota::with_period(http.rate_limit_period)
@@ -149,6 +150,38 @@ impl Upstream {
             SourceError::Body(error_chain(&e))
         }
     }
+}
+
+/// Most redirects to follow in one request.
+const MAX_REDIRECTS: usize = 5;
+
+/// Follows a redirect only to the host the request was sent to (an upgrade
+/// from http to https allowed): reqwest strips `Authorization` and cookies on
+/// a cross-origin redirect but not a custom key header such as Cryptowatch's
+/// `X-CW-API-Key`, which would otherwise be handed to whatever host a
+/// compromised or misconfigured upstream names. Point `--<source>.url` at the
+/// final host instead.
+fn same_host_redirects(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let Some(first) = attempt.previous().first() else {
+        return attempt.follow();
+    };
+    let next = attempt.url();
+    let same_host = next.host_str() == first.host_str();
+    let same_port = next.port_or_known_default() == first.port_or_known_default()
+        || (first.scheme() == "http" && next.scheme() == "https" && next.port().is_none());
+    let no_downgrade = !(first.scheme() == "https" && next.scheme() == "http");
+    if !(same_host && same_port && no_downgrade) {
+        let refused = format!(
+            "redirect from {} to another host refused ({}): set the source's URL to the host that serves it",
+            first.origin().ascii_serialization(),
+            next.origin().ascii_serialization()
+        );
+        return attempt.error(refused);
+    }
+    if attempt.previous().len() > MAX_REDIRECTS {
+        return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+    }
+    attempt.follow()
 }
 
 /// reqwest's top-level message ("error sending request") hides the cause;

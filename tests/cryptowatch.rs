@@ -177,6 +177,61 @@ async fn sends_the_api_key_from_a_file() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// The API key never leaves for another host: a redirect to another origin
+/// is refused (and counted as a failed request), one on the same host is
+/// followed with the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_does_not_follow_a_redirect_to_another_host() {
+    let dir = std::env::temp_dir().join(format!("cme-redirect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, "s3cret-key\n").unwrap();
+    let redirect = |to: String| Reply::Status {
+        status: 302,
+        headers: vec![("location", to)],
+        body: bytes::Bytes::new(),
+    };
+    let summaries = || {
+        Reply::Json(fixture(
+            "cryptowatch/markets_summaries.excerpt.2023-08-19.json",
+        ))
+    };
+    let elsewhere = FakeUpstream::start(summaries()).await;
+    let upstream =
+        FakeUpstream::start(redirect(format!("{}/markets/summaries", elsewhere.url))).await;
+    let exporter = Exporter::start(&[
+        "--source=cryptowatch",
+        &format!("--cryptowatch.url={}", upstream.url),
+        &format!("--cryptowatch.api-key-file={}", key_file.display()),
+        "--poll.interval=50ms",
+        "--poll.max-backoff=50ms",
+        "--cryptowatch.rate-limit.period=10ms",
+    ])
+    .await;
+    exporter
+        .wait_for("a refused redirect", |m| m.failures("request") >= 2.0)
+        .await;
+    assert!(
+        elsewhere.hits().is_empty(),
+        "the other host was reached: {:?}",
+        elsewhere.hits()
+    );
+
+    // The same host, another path: followed, key included.
+    upstream.route(
+        "/markets/summaries",
+        redirect(format!("{}/v2/markets/summaries", upstream.url)),
+    );
+    upstream.route("/v2/markets/summaries", summaries());
+    exporter
+        .wait_for("a followed redirect", |m| m.successes() >= 1.0)
+        .await;
+    let moved = upstream.hits_on("/v2/markets/summaries");
+    assert_eq!(moved[0].headers.get("x-cw-api-key").unwrap(), "s3cret-key");
+    exporter.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_invalid_values_and_counts_them() {
     let upstream = FakeUpstream::start(Reply::Json(fixture(
