@@ -236,6 +236,20 @@ pub struct Cli {
         value_name = "RATIO"
     )]
     pub poll_min_markets_ratio: Option<String>,
+    /// A request's headers must arrive within this; slow clients and idle keep-alive connections are closed after it. [default: 10s]
+    #[arg(
+        long = "web.header-read-timeout",
+        env = "CRYPTO_MARKET_EXPORTER_WEB_HEADER_READ_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub web_header_read_timeout: Option<String>,
+    /// Most HTTP connections open at once; further ones are closed at once, logged and counted. [default: 512]
+    #[arg(
+        long = "web.max-connections",
+        env = "CRYPTO_MARKET_EXPORTER_WEB_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub web_max_connections: Option<String>,
     /// On SIGTERM, how long in-flight responses may take before every connection is closed and the process exits. [default: 5s]
     #[arg(
         long = "web.shutdown-timeout",
@@ -392,6 +406,8 @@ struct FileWeb {
     listen_address: Option<Scalar>,
     telemetry_path: Option<Scalar>,
     shutdown_timeout: Option<Scalar>,
+    header_read_timeout: Option<Scalar>,
+    max_connections: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -568,6 +584,8 @@ pub struct Config {
     pub telemetry_path: String,
     /// How long a SIGTERM waits for in-flight responses.
     pub shutdown_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
     pub log_level: LevelFilter,
     pub log_format: LogFormat,
     pub sources: Vec<SourceKind>,
@@ -889,6 +907,30 @@ impl Config {
             positive_duration,
         )?;
 
+        let header_read_timeout = parse_or(
+            o.pick(
+                cli.web_header_read_timeout.as_deref(),
+                "--web.header-read-timeout",
+                file.web.header_read_timeout.as_ref(),
+                "web.header_read_timeout",
+            ),
+            Duration::from_secs(10),
+            positive_duration,
+        )?;
+        let max_connections = parse_or(
+            o.pick(
+                cli.web_max_connections.as_deref(),
+                "--web.max-connections",
+                file.web.max_connections.as_ref(),
+                "web.max_connections",
+            ),
+            512usize,
+            |s| match positive_int::<usize>(s)? {
+                n if n > 1_000_000 => Err(format!("must be at most 1000000, got {n}")),
+                n => Ok(n),
+            },
+        )?;
+
         let globs = |cli: &[String], file: &Option<Vec<String>>| -> Vec<Glob> {
             let list = if cli.is_empty() {
                 file.clone().unwrap_or_default()
@@ -1049,6 +1091,8 @@ impl Config {
                 min_markets_ratio,
             },
             shutdown_timeout,
+            header_read_timeout,
+            max_connections,
             filter,
             cryptowatch: CryptowatchConfig {
                 network: cryptowatch_network,

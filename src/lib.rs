@@ -18,7 +18,8 @@
 //! - [`exposition`]: rendering, format negotiation types, gzip.
 //! - [`stats`]: the `crypto_market_exporter_*` self-metrics.
 //! - [`state`]: the slots and the atomically swapped exposition.
-//! - [`server`]: the axum router; [`accept`]: the listener that counts failed
+//! - [`server`]: the axum router; [`serve`]: the server loop with its
+//!   timeouts and connection cap; [`accept`]: the listener that counts failed
 //!   accepts; [`healthcheck`]: the container self-probe;
 //!   [`listen`]: listen addresses as Go exporters accept them.
 //!
@@ -35,6 +36,7 @@ pub mod healthcheck;
 pub mod listen;
 pub mod logging;
 pub mod poller;
+pub mod serve;
 pub mod server;
 pub mod source;
 pub mod state;
@@ -42,10 +44,9 @@ pub mod stats;
 pub mod units;
 pub mod upstream;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -132,30 +133,14 @@ pub async fn run_reloadable(
         shared,
         telemetry_path: config.telemetry_path.clone(),
     });
-    // No Nagle: the last small chunk of a multi-megabyte body would otherwise
-    // wait for a delayed ACK on some scrapes.
-    let listener = accept::Listener::new(listener).tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     // On the signal the pollers stop at once, the listener closes, and
-    // in-flight responses get `shutdown_timeout` to finish. Then the server is
-    // dropped whatever its clients do: a client holding a half-sent request
-    // or a stalled download must not keep the process alive until Kubernetes
-    // or systemd kills it.
+    // in-flight responses get `shutdown_timeout` to finish (src/serve.rs).
     let signalled = {
         let stop_tx = stop_tx.clone();
         async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         }
-    };
-    let grace = config.shutdown_timeout;
-    let mut stopping = stop_rx.clone();
-    let deadline = async move {
-        let _ = stopping.wait_for(|s| *s).await;
-        tokio::time::sleep(grace).await;
     };
     let reloader = {
         let owned: Vec<&'static str> = config.sources.iter().filter_map(|k| k.exchange()).collect();
@@ -180,16 +165,17 @@ pub async fn run_reloadable(
             std::future::pending::<()>().await;
         }
     };
-    let served = tokio::select! {
-        () = reloader => Ok(()),
-        served = axum::serve(listener, app).with_graceful_shutdown(signalled).into_future() => served,
-        () = deadline => {
-            tracing::warn!(timeout = %units::format_duration(grace), "connections still open after the shutdown timeout; closing them");
-            Ok(())
-        }
+    let limits = serve::Limits {
+        header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections,
+        shutdown_timeout: config.shutdown_timeout,
     };
+    tokio::select! {
+        () = reloader => {}
+        () = serve::serve(accept::Listener::new(listener), app, limits, signalled) => {}
+    }
     let _ = stop_tx.send(true);
     while pollers.join_next().await.is_some() {}
     tracing::info!("stopped");
-    served.map_err(Error::Serve)
+    Ok(())
 }

@@ -455,6 +455,19 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
     write_header(
         o,
         format,
+        &n("connections_rejected"),
+        Kind::Counter,
+        "HTTP connections closed at once because --web.max-connections were open; updated once per poll.",
+    );
+    write_sample(
+        o,
+        &n("connections_rejected_total"),
+        &[],
+        crate::serve::connections_rejected() as f64,
+    );
+    write_header(
+        o,
+        format,
         &n("build"),
         Kind::Info,
         "Build information of the exporter; the value is always 1.",

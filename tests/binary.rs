@@ -431,3 +431,119 @@ fn descriptor_exhaustion_is_logged_and_counted() {
     }
     sigterm_and_wait(child, stderr);
 }
+
+/// Reads until the server closes the connection; true if it did within `PATIENCE`.
+fn closed_by_server(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Slow clients (2,000 connections dripping a request's first line) and an
+/// idle keep-alive connection are closed after `--web.header-read-timeout`,
+/// while a normal scrape still succeeds meanwhile.
+#[test]
+fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
+    use std::io::Write;
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -n 8192 2>/dev/null; exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_crypto-market-exporter"),
+    ]);
+    let (child, first, stderr) = spawn_with(
+        cmd,
+        &[
+            "--source=demo",
+            "--demo.markets=20",
+            "--web.listen-address=127.0.0.1:0",
+            "--poll.interval=1h",
+            "--web.header-read-timeout=1s",
+            "--web.max-connections=5000",
+        ],
+    );
+    let addr = address(&first);
+    wait_ready(&addr);
+    let mut slow: Vec<std::net::TcpStream> = (0..2_000)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(slow.len() >= 200, "only {} connections opened", slow.len());
+    for s in &mut slow {
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n");
+    }
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Meanwhile, a normal scrape.
+    assert!(get(&addr, "/metrics").starts_with("HTTP/1.1 200"));
+    let open = slow.len();
+    let closed = slow.iter_mut().map(closed_by_server).filter(|c| *c).count();
+    assert_eq!(closed, open, "slow connections left open");
+    assert!(
+        closed_by_server(&mut idle),
+        "idle keep-alive connection left open"
+    );
+    assert!(get(&addr, "/-/ready").starts_with("HTTP/1.1 200"));
+    sigterm_and_wait(child, stderr);
+}
+
+/// Past `--web.max-connections`, new connections are closed at once, with a
+/// warning and a count, and served again once others close.
+#[test]
+fn connections_past_the_cap_are_refused_logged_and_counted() {
+    use std::io::Write;
+    let (child, first, stderr) = spawn(&[
+        "--source=demo",
+        "--demo.markets=20",
+        "--web.listen-address=127.0.0.1:0",
+        "--poll.interval=100ms",
+        "--web.max-connections=4",
+    ]);
+    let addr = address(&first);
+    wait_ready(&addr);
+    let mut held: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    for s in &mut held {
+        s.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+    }
+    let deadline = Instant::now() + PATIENCE;
+    let line = loop {
+        let mut extra = std::net::TcpStream::connect(&addr).unwrap();
+        let _ = extra.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(
+            closed_by_server(&mut extra),
+            "a fifth connection was served"
+        );
+        if let Ok(line) = stderr.recv_timeout(Duration::from_millis(100))
+            && line.contains("connection limit reached")
+        {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no warning about the limit");
+    };
+    assert!(line.contains("max_connections=4"), "{line}");
+    drop(held);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let m = get(&addr, "/metrics");
+        let rejected = m
+            .lines()
+            .find_map(|l| l.strip_prefix("crypto_market_exporter_connections_rejected_total "))
+            .and_then(|v| v.parse::<f64>().ok());
+        if rejected.is_some_and(|r| r >= 1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rejections never counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sigterm_and_wait(child, stderr);
+}
