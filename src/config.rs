@@ -586,6 +586,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// Found while loading, logged once logging is set up (`main.rs`).
+    pub warnings: Vec<String>,
     pub log_level: LevelFilter,
     pub log_format: LogFormat,
     pub sources: Vec<SourceKind>,
@@ -983,10 +985,20 @@ impl Config {
             (None, Some(p)) => (Some(p.clone()), "cryptowatch.api_key_file"),
             (None, None) => (None, ""),
         };
+        let mut warnings = Vec::new();
         let api_key = match key_file {
-            Some(path) => Some(
-                read_secret(&path).map_err(|e| ConfigError::new(format!("{key_origin}: {e}")))?,
-            ),
+            Some(path) => {
+                if let Some(mode) = readable_by_others(&path) {
+                    warnings.push(format!(
+                        "{key_origin}: {} is readable by other users (mode {mode:o}); chmod 600 it",
+                        path.display()
+                    ));
+                }
+                Some(
+                    read_secret(&path)
+                        .map_err(|e| ConfigError::new(format!("{key_origin}: {e}")))?,
+                )
+            }
             None => match std::env::var(CRYPTOWATCH_API_KEY_ENV) {
                 Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
                 _ => None,
@@ -1093,6 +1105,7 @@ impl Config {
             shutdown_timeout,
             header_read_timeout,
             max_connections,
+            warnings,
             filter,
             cryptowatch: CryptowatchConfig {
                 network: cryptowatch_network,
@@ -1268,6 +1281,19 @@ fn parse_file(text: &str) -> Result<FileConfig, String> {
         }
         msg
     })
+}
+
+/// The permission bits of a file that group or others may read, if so.
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_path: &Path) -> Option<u32> {
+    None
 }
 
 fn read_secret(path: &Path) -> Result<Secret, String> {

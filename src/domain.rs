@@ -185,13 +185,19 @@ impl Rejections {
     }
 }
 
+/// Longest exchange or pair name exported, in bytes: the longest of the
+/// 14,462 Cryptowatch markets is 41 bytes.
+pub const MAX_KEY_LEN: usize = 128;
+
 /// Validates one market. Bad values are dropped one by one (a NaN volume does
 /// not hide a good price); a market left with no value at all is dropped.
 pub fn admit(raw: RawMarket, rejections: &mut Rejections) -> Option<Market> {
     // U+FFFD stands where upstream sent a lone surrogate or a byte that is not
-    // UTF-8 (source::repair); control characters have no place in a symbol.
-    // Either way the key names no real market.
-    let garbled = |s: &str| s.chars().any(|c| c == '\u{fffd}' || c.is_control());
+    // UTF-8 (source::repair); control characters have no place in a symbol;
+    // and a label value of kilobytes would bloat every series of the market
+    // (real ones are under 50 bytes). Either way the key names no real market.
+    let garbled =
+        |s: &str| s.len() > MAX_KEY_LEN || s.chars().any(|c| c == '\u{fffd}' || c.is_control());
     if garbled(&raw.exchange) || garbled(&raw.pair) {
         rejections.count(RejectReason::InvalidKey);
         return None;
@@ -268,6 +274,34 @@ mod tests {
         let m = admit(raw(v), &mut r).unwrap();
         assert_eq!(m.values, v);
         assert_eq!(r, Rejections::default());
+    }
+
+    #[test]
+    fn garbled_or_overlong_keys_reject_the_market() {
+        for (exchange, pair) in [
+            ("kraken", "btc\u{fffd}usd".to_owned()),
+            ("kraken", "btc\nusd".to_owned()),
+            ("kraken", "x".repeat(MAX_KEY_LEN + 1)),
+            ("k\u{7}", "btcusd".to_owned()),
+        ] {
+            let mut r = Rejections::default();
+            let m = RawMarket {
+                exchange: exchange.into(),
+                pair,
+                assets: None,
+                values: [Some(1.0); 7],
+            };
+            assert!(admit(m, &mut r).is_none());
+            assert_eq!(r.values[RejectReason::InvalidKey as usize], 1);
+        }
+        let mut r = Rejections::default();
+        let long_but_fine = RawMarket {
+            exchange: "kraken-futures".into(),
+            pair: "x".repeat(MAX_KEY_LEN),
+            assets: None,
+            values: [Some(1.0); 7],
+        };
+        assert!(admit(long_but_fine, &mut r).is_some());
     }
 
     #[test]

@@ -33,6 +33,9 @@ async fn main() -> ExitCode {
         };
     }
     logging::init(config.log_level, config.log_format);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     match serve(config, args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -547,3 +547,61 @@ fn connections_past_the_cap_are_refused_logged_and_counted() {
     }
     sigterm_and_wait(child, stderr);
 }
+
+/// A planted API key appears nowhere: not in the logs (even when upstream
+/// echoes it in an error body), not in /metrics, not on the landing page; and
+/// a key file others can read gets a warning.
+#[test]
+fn the_api_key_never_leaks_and_a_loose_key_file_is_flagged() {
+    use common::{FakeUpstream, Reply};
+    use std::os::unix::fs::PermissionsExt;
+    const KEY: &str = "PLANTED-KEY-4f1c9e";
+    let dir = std::env::temp_dir().join(format!("cme-leak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, KEY).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let up = rt.block_on(FakeUpstream::start(Reply::Status {
+        status: 401,
+        headers: vec![],
+        body: bytes::Bytes::from(format!(r#"{{"error":"invalid API key {KEY}"}}"#)),
+    }));
+    let (child, first, stderr) = spawn(&[
+        "--source=cryptowatch",
+        &format!("--cryptowatch.url={}", up.url),
+        &format!("--cryptowatch.api-key-file={}", key_file.display()),
+        "--web.listen-address=127.0.0.1:0",
+        "--poll.interval=100ms",
+        "--poll.max-backoff=100ms",
+        "--cryptowatch.rate-limit.period=10ms",
+    ]);
+    assert!(
+        first.contains("readable by other users") && first.contains("mode 644"),
+        "{first}"
+    );
+    let listening = line_with(&stderr, "message=listening");
+    let addr = address(&listening);
+    let failed = line_with(&stderr, "poll failed");
+    assert!(failed.contains("invalid API key <redacted>"), "{failed}");
+    // The key went to upstream, as it should.
+    assert!(
+        up.hits()
+            .iter()
+            .any(|h| h.headers.get("x-cw-api-key").is_some_and(|v| v == KEY))
+    );
+    let pages = [get(&addr, "/metrics"), get(&addr, "/")];
+    let rest = sigterm_and_wait(child, stderr);
+    for text in [
+        first.as_str(),
+        listening.as_str(),
+        failed.as_str(),
+        rest.as_str(),
+    ]
+    .into_iter()
+    .chain(pages.iter().map(String::as_str))
+    {
+        assert!(!text.contains(KEY), "the key leaked: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

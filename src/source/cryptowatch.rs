@@ -90,6 +90,13 @@ impl Cryptowatch {
         })
     }
 
+    fn redact(&self, error: SourceError) -> SourceError {
+        match &self.api_key {
+            Some(key) => error.redact(key.expose()),
+            None => error,
+        }
+    }
+
     fn headers(&self) -> Result<HeaderMap, SourceError> {
         let mut headers = HeaderMap::new();
         if let Some(key) = &self.api_key {
@@ -119,6 +126,7 @@ impl Cryptowatch {
                 self.pairs_refresh.done(true);
             }
             Err(e) => {
+                let e = self.redact(e);
                 tracing::warn!(source = "cryptowatch", reason = e.reason(), error = %e, retry_in = %crate::units::format_duration(PAIRS_RETRY), "cannot load the pair listing; exporting markets without base/quote labels");
                 self.pairs_refresh.done(false);
             }
@@ -193,7 +201,10 @@ impl Source for Cryptowatch {
     }
 
     fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
-        Box::pin(self.poll_pages(admission))
+        Box::pin(async move {
+            let polled = self.poll_pages(admission).await;
+            polled.map_err(|e| self.redact(e))
+        })
     }
 }
 

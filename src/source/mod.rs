@@ -351,6 +351,28 @@ impl SourceError {
         }
     }
 
+    /// The same error with every occurrence of `secret` in its text replaced:
+    /// an upstream that echoes the API key in an error body must not put it
+    /// into the logs.
+    pub fn redact(self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let clean = |s: String| s.replace(secret, "<redacted>");
+        match self {
+            SourceError::Connect(s) => SourceError::Connect(clean(s)),
+            SourceError::HttpStatus { status, body } => SourceError::HttpStatus {
+                status,
+                body: clean(body),
+            },
+            SourceError::Body(s) => SourceError::Body(clean(s)),
+            SourceError::Decode(s) => SourceError::Decode(clean(s)),
+            SourceError::Api(s) => SourceError::Api(clean(s)),
+            SourceError::Request(s) => SourceError::Request(clean(s)),
+            other => other,
+        }
+    }
+
     /// How long upstream asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
