@@ -20,6 +20,7 @@ use crate::glob::Glob;
 use crate::listen::ListenAddress;
 use crate::source::SourceKind;
 use crate::units::{parse_bytes, parse_duration};
+use crate::web_config::WebConfig;
 
 /// The source polled when none is configured: live, public, no key.
 pub const DEFAULT_SOURCE: SourceKind = SourceKind::Kraken;
@@ -236,6 +237,13 @@ pub struct Cli {
         value_name = "RATIO"
     )]
     pub poll_min_markets_ratio: Option<String>,
+    /// Web config file in the Prometheus exporter-toolkit format: TLS, client certificates, basic auth, response headers.
+    #[arg(
+        long = "web.config.file",
+        env = "CRYPTO_MARKET_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "PATH"
+    )]
+    pub web_config_file: Option<PathBuf>,
     /// A request's headers must arrive within this; slow clients and idle keep-alive connections are closed after it. [default: 10s]
     #[arg(
         long = "web.header-read-timeout",
@@ -408,6 +416,7 @@ struct FileWeb {
     shutdown_timeout: Option<Scalar>,
     header_read_timeout: Option<Scalar>,
     max_connections: Option<Scalar>,
+    config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -586,6 +595,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// `--web.config.file`, loaded: TLS, basic auth, headers.
+    pub web_config: Option<WebConfig>,
     /// Found while loading, logged once logging is set up (`main.rs`).
     pub warnings: Vec<String>,
     pub log_level: LevelFilter,
@@ -933,6 +944,16 @@ impl Config {
             },
         )?;
 
+        let web_config = match (&cli.web_config_file, &file.web.config_file) {
+            (Some(p), _) => Some((p.clone(), o.name("--web.config.file"))),
+            (None, Some(p)) => Some((p.clone(), "web.config_file".to_owned())),
+            (None, None) => None,
+        }
+        .map(|(path, origin)| {
+            WebConfig::load(&path).map_err(|e| ConfigError::new(format!("{origin}: {e}")))
+        })
+        .transpose()?;
+
         let globs = |cli: &[String], file: &Option<Vec<String>>| -> Vec<Glob> {
             let list = if cli.is_empty() {
                 file.clone().unwrap_or_default()
@@ -1105,6 +1126,7 @@ impl Config {
             shutdown_timeout,
             header_read_timeout,
             max_connections,
+            web_config,
             warnings,
             filter,
             cryptowatch: CryptowatchConfig {

@@ -21,7 +21,8 @@
 //! - [`server`]: the axum router; [`serve`]: the server loop with its
 //!   timeouts and connection cap; [`accept`]: the listener that counts failed
 //!   accepts; [`healthcheck`]: the container self-probe;
-//!   [`listen`]: listen addresses as Go exporters accept them.
+//!   [`listen`]: listen addresses as Go exporters accept them;
+//!   [`web_config`]: TLS, basic auth and headers (`--web.config.file`).
 //!
 //! [`run`] wires it together; `main.rs` only parses config and handles signals.
 
@@ -43,6 +44,7 @@ pub mod state;
 pub mod stats;
 pub mod units;
 pub mod upstream;
+pub mod web_config;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -129,9 +131,16 @@ pub async fn run_reloadable(
         let sources: Vec<&str> = config.sources.iter().map(|s| s.as_str()).collect();
         tracing::info!(address = %addr, telemetry_path = %config.telemetry_path, sources = %sources.join(","), "listening");
     }
+    let web = config.web_config.clone();
     let app = router(AppState {
         shared,
         telemetry_path: config.telemetry_path.clone(),
+        auth: web.as_ref().and_then(|w| w.auth.clone()),
+        headers: web
+            .as_ref()
+            .map(|w| w.headers.clone())
+            .unwrap_or_default()
+            .into(),
     });
     // On the signal the pollers stop at once, the listener closes, and
     // in-flight responses get `shutdown_timeout` to finish (src/serve.rs).
@@ -170,9 +179,10 @@ pub async fn run_reloadable(
         max_connections: config.max_connections,
         shutdown_timeout: config.shutdown_timeout,
     };
+    let tls = web.and_then(|w| w.tls);
     tokio::select! {
         () = reloader => {}
-        () = serve::serve(accept::Listener::new(listener), app, limits, signalled) => {}
+        () = serve::serve(accept::Listener::new(listener), app, limits, tls, signalled) => {}
     }
     let _ = stop_tx.send(true);
     while pollers.join_next().await.is_some() {}

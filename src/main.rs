@@ -24,7 +24,10 @@ async fn main() -> ExitCode {
         }
     };
     if healthcheck {
-        return match crypto_market_exporter::healthcheck::probe(&config.listen_address) {
+        return match crypto_market_exporter::healthcheck::probe(
+            &config.listen_address,
+            config.web_config.as_ref(),
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("crypto-market-exporter: healthcheck failed: {e}");

@@ -43,8 +43,10 @@ pub async fn serve(
     mut listener: accept::Listener,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -81,21 +83,20 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let service = TowerToHyperService::new(app.clone().into_service::<hyper::body::Incoming>());
-        let connection = builder.serve_connection(TokioIo::new(io), service);
-        let mut closing = closing_rx.clone();
+        let builder = builder.clone();
+        let closing = closing_rx.clone();
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let closed = async move {
-                let _ = closing.wait_for(|c| *c).await;
-            };
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = closed => {
-                    // Finish the response in flight, then close; an idle
-                    // connection closes at once.
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+            match tls {
+                None => serve_connection(&builder, io, service, closing).await,
+                // The handshake is bounded like the headers: a client that
+                // opens a TLS connection and stalls is closed as a slow one.
+                Some(tls) => match tokio::time::timeout(handshake_timeout, tls.accept(io)).await {
+                    Ok(Ok(stream)) => serve_connection(&builder, stream, service, closing).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
             }
             drop(permit);
         });
@@ -111,5 +112,34 @@ pub async fn serve(
             open = limits.max_connections - slots.available_permits(),
             "connections still open after the shutdown timeout; closing them"
         );
+    }
+}
+
+/// One connection until it ends, or until shutdown: then the response in
+/// flight finishes and the connection closes (an idle one at once).
+async fn serve_connection<I, S>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: S,
+    mut closing: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as http_body::Body>::Data: Send,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    let mut connection = std::pin::pin!(connection);
+    let closed = async move {
+        let _ = closing.wait_for(|c| *c).await;
+    };
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = closed => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }

@@ -7,27 +7,76 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::exposition::Format;
 use crate::state::Shared;
+use crate::web_config::BasicAuth;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub shared: Arc<Shared>,
     pub telemetry_path: String,
+    /// `basic_auth_users` of `--web.config.file`: every path needs them, as
+    /// with exporter-toolkit.
+    pub auth: Option<Arc<BasicAuth>>,
+    /// `http_server_config.headers`, added to every response.
+    pub headers: Arc<[(HeaderName, HeaderValue)]>,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let guarded = state.auth.is_some() || !state.headers.is_empty();
+    let router = Router::new()
         .route("/", get(landing))
         .route(&state.telemetry_path, get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
-        .fallback(not_found)
-        .with_state(state)
+        .fallback(not_found);
+    let router = if guarded {
+        router.layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+    } else {
+        router
+    };
+    router.with_state(state)
+}
+
+/// Basic auth (when configured) before any handler, and the configured
+/// headers on every response, 401s included.
+async fn guard(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = match &state.auth {
+        Some(auth) => {
+            let auth = auth.clone();
+            let given = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes().to_vec());
+            // bcrypt takes tens of milliseconds: off the async workers.
+            let ok = tokio::task::spawn_blocking(move || auth.check(given.as_deref()))
+                .await
+                .unwrap_or(false);
+            if ok {
+                next.run(request).await
+            } else {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Basic")],
+                    "Unauthorized\n",
+                )
+                    .into_response()
+            }
+        }
+        None => next.run(request).await,
+    };
+    for (name, value) in state.headers.iter() {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
 }
 
 /// OpenMetrics when the client asks for it (Prometheus does), the classic

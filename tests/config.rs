@@ -187,3 +187,74 @@ fn help_documents_the_healthcheck_subcommand() {
     assert!(help.contains("healthcheck  Probe /-/healthy"), "{help}");
     assert!(help.contains("[default: kraken]"), "{help}");
 }
+
+/// `--web.config.file`: each invalid file fails with one line naming the key.
+#[test]
+fn invalid_web_configs_name_the_key() {
+    let tls = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let tls = tls.display();
+    let cases = [
+        (
+            "tls_server_config:\n  cert_file: x\n  ciphers: []\n",
+            "unknown field `ciphers`",
+        ),
+        ("tls_config: {}\n", "unknown field `tls_config`"),
+        (
+            "tls_server_config:\n  key_file: /nope.key\n",
+            "tls_server_config.cert_file: required for TLS",
+        ),
+        (
+            "tls_server_config:\n  cert_file: /nonexistent/server.crt\n  key_file: /nonexistent/server.key\n",
+            "tls_server_config.cert_file: /nonexistent/server.crt:",
+        ),
+        (
+            &format!(
+                "tls_server_config:\n  cert_file: {tls}/server.crt\n  key_file: {tls}/client.key\n"
+            ),
+            "tls_server_config: certificate and key do not match",
+        ),
+        (
+            &format!(
+                "tls_server_config:\n  cert_file: {tls}/server.crt\n  key_file: {tls}/server.key\n  min_version: TLS10\n"
+            ),
+            "tls_server_config.min_version: TLS10 is not supported",
+        ),
+        (
+            &format!(
+                "tls_server_config:\n  cert_file: {tls}/server.crt\n  key_file: {tls}/server.key\n  client_auth_type: RequireAndVerifyClientCert\n"
+            ),
+            "tls_server_config.client_ca_file: required with client_auth_type RequireAndVerifyClientCert",
+        ),
+        (
+            &format!(
+                "tls_server_config:\n  cert_file: {tls}/server.crt\n  key_file: {tls}/server.key\n  client_auth_type: Maybe\n"
+            ),
+            "tls_server_config.client_auth_type: unknown \"Maybe\"",
+        ),
+        (
+            "basic_auth_users:\n  alice: plaintext\n",
+            "basic_auth_users.alice: not a bcrypt hash",
+        ),
+        (
+            "http_server_config:\n  headers:\n    Set-Cookie: a=b\n",
+            "http_server_config.headers: \"Set-Cookie\" cannot be set",
+        ),
+    ];
+    let dir = std::env::temp_dir().join(format!("cme-webcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, (body, expect)) in cases.iter().enumerate() {
+        let path = dir.join(format!("web-{i}.yml"));
+        std::fs::write(&path, body).unwrap();
+        let cli = Cli {
+            web_config_file: Some(path.clone()),
+            ..Cli::default()
+        };
+        let err = Config::from_cli(cli).expect_err(body).to_string();
+        assert!(
+            err.starts_with("--web.config.file: ") && err.contains(expect),
+            "{body:?}: expected {expect:?} in {err:?}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -277,3 +277,190 @@ async fn several_sources_share_one_valid_exposition() {
     );
     exporter.stop().await;
 }
+
+// ---- --web.config.file: TLS, client certificates, basic auth, headers ----
+
+fn tls_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls")
+}
+
+/// Writes a web config (cert paths absolute) into a fresh temp dir.
+fn web_config(name: &str, body: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cme-web-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("web.yml");
+    std::fs::write(
+        &path,
+        body.replace("TLS_DIR", &tls_dir().display().to_string()),
+    )
+    .unwrap();
+    path
+}
+
+/// One HTTP/1.1 GET over TLS (rustls, blocking), trusting the test CA.
+/// Returns the whole response, or the TLS/IO error.
+fn tls_get(
+    addr: &str,
+    path: &str,
+    client_cert: bool,
+    auth: Option<&str>,
+) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::Write;
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(tls_dir().join("ca.crt")).unwrap())
+        .unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = if client_cert {
+        let chain = vec![CertificateDer::from_pem_file(tls_dir().join("client.crt")).unwrap()];
+        let key = PrivateKeyDer::from_pem_file(tls_dir().join("client.key")).unwrap();
+        builder.with_client_auth_cert(chain, key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let tcp = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let auth = auth
+        .map(|a| {
+            use base64::Engine as _;
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(a)
+            )
+        })
+        .unwrap_or_default();
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    match tls.read_to_end(&mut out) {
+        Ok(_) => {}
+        Err(_) if !out.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_basic_auth_and_headers() {
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let file = web_config(
+        "auth",
+        &format!(
+            "tls_server_config:\n  cert_file: TLS_DIR/server.crt\n  key_file: TLS_DIR/server.key\n  min_version: TLS12\n\
+             http_server_config:\n  headers:\n    X-Frame-Options: deny\n\
+             basic_auth_users:\n  prometheus: '{hash}'\n"
+        ),
+    );
+    let exporter = Exporter::start(&[
+        "--source=demo",
+        "--poll.interval=1h",
+        &format!("--web.config.file={}", file.display()),
+    ])
+    .await;
+    let addr = exporter.url.trim_start_matches("http://").to_owned();
+    let get = |path: &'static str, auth: Option<&'static str>| {
+        let addr = addr.clone();
+        blocking(move || tls_get(&addr, path, false, auth))
+    };
+    // Wait for the first poll, authenticated.
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while !get("/-/ready", Some("prometheus:s3cret"))
+        .await
+        .unwrap()
+        .starts_with("HTTP/1.1 200")
+    {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let none = get("/metrics", None).await.unwrap();
+    assert!(none.starts_with("HTTP/1.1 401"), "{none}");
+    assert!(
+        none.to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
+        "{none}"
+    );
+    assert!(
+        none.to_ascii_lowercase().contains("x-frame-options: deny"),
+        "{none}"
+    );
+    let wrong = get("/metrics", Some("prometheus:guess")).await.unwrap();
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let unknown = get("/metrics", Some("nobody:s3cret")).await.unwrap();
+    assert!(unknown.starts_with("HTTP/1.1 401"), "{unknown}");
+    let ok = get("/metrics", Some("prometheus:s3cret")).await.unwrap();
+    assert!(
+        ok.starts_with("HTTP/1.1 200"),
+        "{}",
+        &ok[..ok.len().min(300)]
+    );
+    assert!(ok.contains("crypto_market_price{"));
+    assert!(ok.to_ascii_lowercase().contains("x-frame-options: deny"));
+    // As with exporter-toolkit, the probes need credentials too.
+    let healthy = get("/-/healthy", None).await.unwrap();
+    assert!(healthy.starts_with("HTTP/1.1 401"), "{healthy}");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = exporter.client_get_plain("/metrics").await;
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+    // The container healthcheck works with TLS and auth on: 401 means alive.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
+        .args([
+            "healthcheck",
+            &format!("--web.listen-address={addr}"),
+            &format!("--web.config.file={}", file.display()),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "healthcheck with TLS and basic auth");
+    exporter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_requires_a_client_certificate_from_the_ca() {
+    let file = web_config(
+        "mtls",
+        "tls_server_config:\n  cert_file: TLS_DIR/server.crt\n  key_file: TLS_DIR/server.key\n\
+         \x20 client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: TLS_DIR/ca.crt\n",
+    );
+    let exporter = Exporter::start(&[
+        "--source=demo",
+        "--poll.interval=1h",
+        &format!("--web.config.file={}", file.display()),
+    ])
+    .await;
+    let addr = exporter.url.trim_start_matches("http://").to_owned();
+    let a = addr.clone();
+    let with_cert = blocking(move || tls_get(&a, "/-/healthy", true, None)).await;
+    assert!(
+        with_cert
+            .as_deref()
+            .is_ok_and(|r| r.starts_with("HTTP/1.1 200")),
+        "{with_cert:?}"
+    );
+    let a = addr.clone();
+    let without = blocking(move || tls_get(&a, "/-/healthy", false, None)).await;
+    assert!(
+        without.as_ref().is_err()
+            || without
+                .as_deref()
+                .is_ok_and(|r| !r.starts_with("HTTP/1.1 200")),
+        "served without a client certificate: {without:?}"
+    );
+    exporter.stop().await;
+}

@@ -204,6 +204,23 @@ impl Exporter {
         }
     }
 
+    /// A plain-HTTP GET on a raw socket: whatever came back (empty if the
+    /// server closed or reset the connection), for servers that speak TLS.
+    pub async fn client_get_plain(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.url.trim_start_matches("http://");
+        let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+            return String::new();
+        };
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        if s.write_all(request.as_bytes()).await.is_err() {
+            return String::new();
+        }
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
         let mut req = self.client.get(format!("{}{path}", self.url));
         for (k, v) in headers {
