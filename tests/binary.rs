@@ -55,6 +55,18 @@ fn spawn(args: &[&str]) -> (Running, String, Receiver<String>) {
     )
 }
 
+/// [`spawn`] under `ulimit -n {limit}` (the exporter alone, through `sh`).
+fn spawn_with_nofile(limit: u32, args: &[&str]) -> (Running, String, Receiver<String>) {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        // Raising may fail under a lower hard limit: the test then runs with what there is.
+        &format!("ulimit -n {limit} 2>/dev/null; exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_crypto-market-exporter"),
+    ]);
+    spawn_with(cmd, args)
+}
+
 fn spawn_with(mut cmd: Command, args: &[&str]) -> (Running, String, Receiver<String>) {
     for (k, _) in std::env::vars() {
         if k.starts_with("CRYPTO_MARKET_EXPORTER_") {
@@ -383,7 +395,6 @@ fn sighup_reloads_filters_and_survives_a_bad_file() {
     assert_eq!(code.code(), Some(0));
     line_with(&stderr, "received SIGQUIT");
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = &mut child;
 }
 
 /// Idle clients that exhaust the file-descriptor limit: the failed accepts
@@ -391,15 +402,8 @@ fn sighup_reloads_filters_and_survives_a_bad_file() {
 /// clients leave.
 #[test]
 fn descriptor_exhaustion_is_logged_and_counted() {
-    // `sh -c 'ulimit -n 48; exec …'`: the exporter alone gets a tiny limit.
-    let mut cmd = Command::new("sh");
-    cmd.args([
-        "-c",
-        "ulimit -n 48 && exec \"$0\" \"$@\"",
-        env!("CARGO_BIN_EXE_crypto-market-exporter"),
-    ]);
-    let (child, first, stderr) = spawn_with(
-        cmd,
+    let (child, first, stderr) = spawn_with_nofile(
+        48,
         &[
             "--source=demo",
             "--demo.markets=20",
@@ -453,14 +457,8 @@ fn closed_by_server(stream: &mut std::net::TcpStream) -> bool {
 #[test]
 fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
     use std::io::Write;
-    let mut cmd = Command::new("sh");
-    cmd.args([
-        "-c",
-        "ulimit -n 8192 2>/dev/null; exec \"$0\" \"$@\"",
-        env!("CARGO_BIN_EXE_crypto-market-exporter"),
-    ]);
-    let (child, first, stderr) = spawn_with(
-        cmd,
+    let (child, first, stderr) = spawn_with_nofile(
+        8192,
         &[
             "--source=demo",
             "--demo.markets=20",

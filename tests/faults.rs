@@ -33,7 +33,12 @@ fn args(url: &str) -> Vec<String> {
 }
 
 async fn start(url: &str) -> Exporter {
-    let args = args(url);
+    start_with(url, &[]).await
+}
+
+async fn start_with(url: &str, extra: &[&str]) -> Exporter {
+    let mut args = args(url);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     Exporter::start(&refs).await
 }
@@ -117,10 +122,7 @@ async fn empty_or_collapsed_answer_keeps_the_last_good_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_capped_by_the_setting() {
     let upstream = FakeUpstream::start(good()).await;
-    let mut args = args(&upstream.url);
-    args.push("--poll.max-retry-after=200ms".into());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let exporter = Exporter::start(&refs).await;
+    let exporter = start_with(&upstream.url, &["--poll.max-retry-after=200ms"]).await;
     exporter
         .wait_for("first success", |m| m.successes() >= 1.0)
         .await;
@@ -227,10 +229,7 @@ async fn rate_limited_without_retry_after() {
 async fn rate_limited_with_retry_after_is_honoured() {
     let upstream = FakeUpstream::start(good()).await;
     // The default cap (10 polls of 50ms here) would cut the 1s short.
-    let mut args = args(&upstream.url);
-    args.push("--poll.max-retry-after=5s".into());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let exporter = Exporter::start(&refs).await;
+    let exporter = start_with(&upstream.url, &["--poll.max-retry-after=5s"]).await;
     exporter
         .wait_for("first success", |m| m.successes() >= 1.0)
         .await;
