@@ -752,6 +752,12 @@ impl Config {
         Self::merge(cli, file)
     }
 
+    /// The configuration a YAML file's text gives on its own (no flags or
+    /// environment): for tests and the config fuzz target.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        Self::merge(Cli::default(), parse_file(text).map_err(ConfigError::new)?)
+    }
+
     fn merge(cli: Cli, file: FileConfig) -> Result<Self, ConfigError> {
         let o = &cli.origins;
         let listen_address = parse_or(

@@ -69,6 +69,12 @@ impl WebConfig {
     /// Reads and validates `path`; the error is one line naming the key.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(path, text)
+    }
+
+    /// Validates the text of a web config read from `path` (which anchors
+    /// relative certificate paths).
+    pub fn parse(path: &Path, text: String) -> Result<Self, String> {
         let dto: FileDto = if text.trim().is_empty() {
             FileDto::default()
         } else {

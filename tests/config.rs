@@ -54,7 +54,14 @@ fn example_config_is_valid() {
     };
     let c = Config::from_cli(cli).unwrap();
     assert_eq!(c.listen_address.to_string(), ":9795");
-    assert_eq!(c.sources, Config::from_cli(Cli::default()).unwrap().sources);
+    // The file says "the values shown are the defaults": all of them are.
+    let defaults = Config::from_cli(Cli::default()).unwrap();
+    assert_eq!(c, defaults, "config.example.yml differs from the defaults");
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.example.yml"),
+    )
+    .unwrap();
+    assert_eq!(Config::from_yaml(&text).unwrap(), defaults);
 }
 
 #[test]

@@ -567,3 +567,27 @@ fn demo_override_only_speeds_up_scrapes() {
         "prometheus.demo.yml differs from prometheus.yml beyond the scrape interval"
     );
 }
+
+/// The exporter's container: non-root user, read-only root filesystem, no
+/// capabilities, no privilege escalation.
+#[test]
+fn exporter_container_is_hardened() {
+    let compose = yaml("docker-compose.yml");
+    let exporter = &compose["services"]["exporter"];
+    assert_eq!(exporter["read_only"], true);
+    assert_eq!(exporter["cap_drop"][0], "ALL");
+    assert_eq!(exporter["security_opt"][0], "no-new-privileges:true");
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(dockerfile.lines().any(|l| l == "USER nonroot:nonroot"));
+    let manifest = std::fs::read_to_string(root().join("deploy/kubernetes/exporter.yaml")).unwrap();
+    for line in [
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "allowPrivilegeEscalation: false",
+    ] {
+        assert!(
+            manifest.contains(line),
+            "deploy/kubernetes/exporter.yaml lacks {line}"
+        );
+    }
+}
