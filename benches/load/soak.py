@@ -8,7 +8,7 @@ stalls halfway, and an empty answer. Meanwhile two `wrk` runs scrape /metrics,
 one plain and one with gzip. At the end it reports and checks:
 
 - zero failed scrapes (no non-2xx response, no socket error) and zero panics;
-- the exporter's RSS at the start and the end (flat within 25 %);
+- the exporter's RSS after warm-up and at the end (flat: within 50 % or 32 MB);
 - scrape latency p50/p99 for both runs;
 - upstream requests within the rate-limit quota in every 10 s window.
 
@@ -221,7 +221,9 @@ def main():
     checks = {
         "no failed scrape": all(r["non2xx"] == 0 and r["socket_errors"] == 0 for r in results),
         "no panic, still running": not panics and alive,
-        "RSS flat within 25 %": end_rss <= start_rss * 1.25,
+        # Allocator noise and the market set changing size move RSS a little; a
+        # leak grows it without bound.
+        "RSS flat (within 50 % or 32 MB)": end_rss <= max(start_rss * 1.5, start_rss + 32),
         f"upstream within quota ({allowed} per 10 s)": worst <= allowed,
     }
     print(f"soak: {args.seconds}s, {args.connections} connections, upstream phases {'/'.join(PHASES)} x {PHASE_SECONDS}s")
