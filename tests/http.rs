@@ -353,6 +353,18 @@ fn tls_get(
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// The demo exporter behind `--web.config.file=file`, and its host:port.
+async fn demo_with_web_config(file: &std::path::Path) -> (Exporter, String) {
+    let exporter = Exporter::start(&[
+        "--source=demo",
+        "--poll.interval=1h",
+        &format!("--web.config.file={}", file.display()),
+    ])
+    .await;
+    let addr = exporter.url.trim_start_matches("http://").to_owned();
+    (exporter, addr)
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
@@ -368,13 +380,7 @@ async fn tls_basic_auth_and_headers() {
              basic_auth_users:\n  prometheus: '{hash}'\n"
         ),
     );
-    let exporter = Exporter::start(&[
-        "--source=demo",
-        "--poll.interval=1h",
-        &format!("--web.config.file={}", file.display()),
-    ])
-    .await;
-    let addr = exporter.url.trim_start_matches("http://").to_owned();
+    let (exporter, addr) = demo_with_web_config(&file).await;
     let get = |path: &'static str, auth: Option<&'static str>| {
         let addr = addr.clone();
         blocking(move || tls_get(&addr, path, false, auth))
@@ -438,13 +444,7 @@ async fn mtls_requires_a_client_certificate_from_the_ca() {
         "tls_server_config:\n  cert_file: TLS_DIR/server.crt\n  key_file: TLS_DIR/server.key\n\
          \x20 client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: TLS_DIR/ca.crt\n",
     );
-    let exporter = Exporter::start(&[
-        "--source=demo",
-        "--poll.interval=1h",
-        &format!("--web.config.file={}", file.display()),
-    ])
-    .await;
-    let addr = exporter.url.trim_start_matches("http://").to_owned();
+    let (exporter, addr) = demo_with_web_config(&file).await;
     let a = addr.clone();
     let with_cert = blocking(move || tls_get(&a, "/-/healthy", true, None)).await;
     assert!(
