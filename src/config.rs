@@ -641,7 +641,20 @@ impl Config {
         check(self.kraken != new.kraken, "kraken");
         check(self.binance != new.binance, "binance");
         check(self.coinbase != new.coinbase, "coinbase");
-        check(self.demo != new.demo, "demo");
+        // The demo's interval is poll.interval's, reported under "poll".
+        check(
+            (self.demo.seed, self.demo.markets) != (new.demo.seed, new.demo.markets),
+            "demo",
+        );
+        check(
+            self.header_read_timeout != new.header_read_timeout,
+            "web.header_read_timeout",
+        );
+        check(
+            self.max_connections != new.max_connections,
+            "web.max_connections",
+        );
+        check(self.web_config != new.web_config, "web.config_file");
         out
     }
 
@@ -1444,6 +1457,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("--poll.interval: invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn a_reload_names_what_needs_a_restart() {
+        let base = merge(&[], "").unwrap();
+        let filters = merge(&[], "markets:\n  include_pairs: [\"btc*\"]\n  max: 10\n").unwrap();
+        assert!(base.needs_restart(&filters).is_empty());
+        let other = merge(
+            &[],
+            "web:\n  max_connections: 9\n  header_read_timeout: 3s\npoll:\n  interval: 2m\n",
+        )
+        .unwrap();
+        assert_eq!(
+            base.needs_restart(&other),
+            ["poll", "web.header_read_timeout", "web.max_connections"]
+        );
     }
 
     #[test]
