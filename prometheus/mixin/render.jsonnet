@@ -1,0 +1,47 @@
+// Every file rendered from the mixin, by path from the repository root:
+// { path: { format: 'yaml' | 'json', header, value } }. ./render writes them (jsonnet
+// computes the data; the formatting is render's, because string work in C++ jsonnet
+// costs seconds per 100 KB). .ci/test renders into a scratch directory and fails on
+// any difference with the files checked in.
+local yaml = {
+  manifest(value, header):: { format: 'yaml', header: header, value: value },
+};
+local base = import 'mixin.libsonnet';
+local large = base + (import 'variants/large.libsonnet');
+
+local files = import 'lib/files.libsonnet';
+local ruleFiles = files.ruleFiles;
+local header = files.header;
+
+local json(x) = { format: 'json', header: '', value: x };
+// A value written as indented JSON text inside a YAML file.
+local jsonText(x) = { '$json': x };
+
+ruleFiles(base, 'prometheus/rules', 'default')
++ ruleFiles(large, 'prometheus/rules-large', 'variants/large.libsonnet')
++ {
+  ['grafana/dashboards/' + uid + '.json']: json(base.grafanaDashboards[uid])
+  for uid in std.objectFields(base.grafanaDashboards)
+}
++ {
+  // The Prometheus Operator's objects: the default rules as a PrometheusRule, the
+  // dashboards as a ConfigMap for Grafana's dashboard sidecar (label grafana_dashboard).
+  'deploy/kubernetes/prometheus-rules.yaml': yaml.manifest({
+    apiVersion: 'monitoring.coreos.com/v1',
+    kind: 'PrometheusRule',
+    metadata: {
+      name: 'crypto-market-exporter',
+      labels: { 'app.kubernetes.io/name': 'crypto-market-exporter' },
+    },
+    spec: { groups: base.prometheusRules.groups + base.prometheusAlerts.groups },
+  }, header('default', 'Rules and alerts for the Prometheus Operator.')),
+  'deploy/kubernetes/grafana-dashboards.yaml': yaml.manifest({
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: 'crypto-market-dashboards',
+      labels: { 'app.kubernetes.io/name': 'crypto-market-exporter', grafana_dashboard: '1' },
+    },
+    data: { [uid + '.json']: jsonText(base.grafanaDashboards[uid]) for uid in std.objectFields(base.grafanaDashboards) },
+  }, header('default', "The dashboards, for Grafana's sidecar.")),
+}
