@@ -45,6 +45,7 @@ fn jsonnet(code: &str) -> Value {
     let out = Command::new(tool("jsonnet"))
         .arg("-J")
         .arg(&mixin)
+        .args(["--ext-code", "override={}"])
         .arg("-e")
         .arg(code)
         .current_dir(&mixin)

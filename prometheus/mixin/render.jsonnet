@@ -6,7 +6,8 @@
 local yaml = {
   manifest(value, header):: { format: 'yaml', header: header, value: value },
 };
-local base = import 'mixin.libsonnet';
+// render --override CODE: the user's changes, merged before anything is rendered.
+local base = (import 'mixin.libsonnet') + std.extVar('override');
 local large = base + (import 'variants/large.libsonnet');
 
 local files = import 'lib/files.libsonnet';
