@@ -553,3 +553,31 @@ fn parse_json_text(got: &mut Value, want: &Value) {
         _ => {}
     }
 }
+
+/// The Prometheus Operator's objects carry exactly the default rendering: the
+/// PrometheusRule every group of prometheus/rules/, the ConfigMap every dashboard.
+#[test]
+fn kubernetes_objects_carry_the_default_rendering() {
+    let rule = yaml_file(&root().join("deploy/kubernetes/prometheus-rules.yaml"));
+    assert_eq!(rule["kind"], "PrometheusRule");
+    let mut groups = Vec::new();
+    for f in ["crypto-market.rules.yml", "crypto-market.alerts.yml"] {
+        let file = yaml_file(&root().join("prometheus/rules").join(f));
+        groups.extend(file["groups"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(rule_files(&root().join("prometheus/rules")).len(), 2);
+    assert_eq!(rule["spec"]["groups"], Value::Array(groups));
+
+    let map = yaml_file(&root().join("deploy/kubernetes/grafana-dashboards.yaml"));
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let data = map["data"].as_object().unwrap();
+    assert_eq!(data.len(), 3);
+    for (name, text) in data {
+        let embedded: Value = serde_json::from_str(text.as_str().unwrap()).unwrap();
+        let file: Value = serde_json::from_str(
+            &std::fs::read_to_string(root().join("grafana/dashboards").join(name)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(embedded, file, "{name}");
+    }
+}

@@ -5,7 +5,7 @@ create-blocks-from openmetrics` (rule-evaluation benchmark, docs/performance.md)
 
     python3 benches/load/totals_backfill.py http://127.0.0.1:19090 START END STEP > totals.om
 
-Evaluates each totals rule of prometheus/rules/crypto-market.rules.yml over the HTTP
+Evaluates each totals rule of prometheus/rules-large/ (the layout with hourly totals) over the HTTP
 API at START, START+STEP, ... END (Unix seconds), against a Prometheus that holds the
 5-minute rollups. promtool 2.42's `create-blocks-from rules` wrote no blocks for these
 rules (their subqueries), hence this helper. The 5-minute 24h groups read the totals of
@@ -19,9 +19,12 @@ import urllib.request
 from pathlib import Path
 
 base, start, end, step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-rules_file = Path(__file__).resolve().parents[2] / "prometheus/rules/crypto-market.rules.yml"
-rules = re.findall(r"record: (market:\S+:(?:count|sum|sumsq)24h_hourly)\n\s+expr: (.*)\n",
-                   rules_file.read_text())
+rules_dir = Path(__file__).resolve().parents[2] / "prometheus/rules-large"
+rules = [
+    rule
+    for f in sorted(rules_dir.glob("*.yml"))
+    for rule in re.findall(r"record: (market:\S+:(?:count|sum|sumsq)24h_hourly)\n\s+expr: (.*)\n", f.read_text())
+]
 # The rules are split by pair into several groups recording the same name: one metric
 # family (one TYPE line) per name, holding the series of all its splits.
 families = {}

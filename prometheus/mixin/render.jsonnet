@@ -25,6 +25,24 @@ ruleFiles(base, 'prometheus/rules', 'default')
   for uid in std.objectFields(base.grafanaDashboards)
 }
 + {
+  // Every metric's rollups in one flat group, for backfilling the history the 24h
+  // statistics read (docs/performance.md, rule evaluation).
+  'benches/load/rollup-backfill.yml':
+    local cfg = std.parseJson(std.manifestJsonEx(large._config, ''));
+    local rules = import 'rules.libsonnet';
+    yaml.manifest({
+      groups: [{
+        name: 'rollup-5m',
+        interval: cfg.intervals.slow,
+        rules: std.flattenArrays([
+          rules.rollups(cfg, k, { matcher: '' }, inlineCount=true)
+          for k in cfg.metricOrder
+          if cfg.metrics[k].stats24h
+        ]),
+      }],
+    }, header('variants/large.libsonnet', 'The rollups, flattened for `promtool tsdb create-blocks-from rules`\n(which evaluates rules one by one, so sumsq5m cannot read count5m).')),
+}
++ {
   // The Prometheus Operator's objects: the default rules as a PrometheusRule, the
   // dashboards as a ConfigMap for Grafana's dashboard sidecar (label grafana_dashboard).
   'deploy/kubernetes/prometheus-rules.yaml': yaml.manifest({

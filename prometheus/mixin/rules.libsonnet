@@ -4,7 +4,23 @@
 local u = import 'lib/util.libsonnet';
 
 {
-  local cfg = self._config,
+  // The rollup rules of one metric. With inlineCount the sum of squares computes its
+  // count itself instead of reading count5m (for promtool tsdb create-blocks-from
+  // rules, which evaluates rules one by one: benches/load/rollup-backfill.yml).
+  rollups(cfg, key, s, inlineCount=false)::
+    local M = cfg.metrics[key].name;
+    local rec(op) = u.market(cfg, key, op);
+    local sel(name) = u.select(cfg, name, s);
+    [
+      { record: rec('count5m'), expr: 'count_over_time(' + sel(M) + '[5m])' },
+      { record: rec('sum5m'), expr: 'sum_over_time(' + sel(M) + '[5m])' },
+      {
+        record: rec('sumsq5m'),
+        expr: (if inlineCount then 'count_over_time(' + sel(M) + '[5m])' else sel(rec('count5m')))
+              + ' * (stdvar_over_time(' + sel(M) + '[5m]) + avg_over_time(' + sel(M) + '[5m]) ^ 2)',
+      },
+    ],
+
 
   // A group per (family, split) for the per-market families, in dependency order:
   // [{ name, interval, rules, split }] where split is the split's name ('' = none).
@@ -38,14 +54,7 @@ local u = import 'lib/util.libsonnet';
            // Count, sum and sum of squares (n * (stdvar + mean^2)) of the raw samples
            // of each 5-minute window: sums, so that the 24h figures are those of every
            // raw sample, never an average of averages.
-           perSplit(m.short + '-rollup-5m', cfg.intervals.slow, function(s) [
-             { record: rec('count5m'), expr: 'count_over_time(' + sel(M, s) + '[5m])' },
-             { record: rec('sum5m'), expr: 'sum_over_time(' + sel(M, s) + '[5m])' },
-             {
-               record: rec('sumsq5m'),
-               expr: sel(rec('count5m'), s) + ' * (stdvar_over_time(' + sel(M, s) + '[5m]) + avg_over_time(' + sel(M, s) + '[5m]) ^ 2)',
-             },
-           ])
+           perSplit(m.short + '-rollup-5m', cfg.intervals.slow, function(s) $.rollups(cfg, key, s))
            + (if cfg.stats24h.hourlyTotals then std.flattenArrays([
                 // The rollups of the last 24 whole clock hours: a subquery with a 1h step
                 // evaluates at whole hours whatever the group's schedule, so the three
