@@ -1,12 +1,14 @@
 //! End to end with the real binaries (Debian's `prometheus`, `promtool` and
 //! `prometheus-alertmanager`, installed by .ci/run): the exporter against a fake
 //! upstream, Prometheus with the repo's rule files, Alertmanager with the shipped
-//! routes, and a webhook sink, all on 127.0.0.1 with ephemeral ports.
+//! routes, receivers and templates, an SMTP sink and a Slack webhook sink, all on
+//! 127.0.0.1 with ephemeral ports.
 //!
 //! 1. An hour of flat history is backfilled (`promtool tsdb create-blocks-from
 //!    openmetrics`); live data then shows kraken/btcusd at 3.5x its price.
-//! 2. Exactly that market reaches the sink, once, with its labels.
+//! 2. Exactly that market reaches both receivers, once, as the templates lay it out.
 //! 3. Every recording rule yields series; every Grafana panel query returns data.
+//! 4. The price comes back: exactly one resolved message per receiver.
 //!
 //! Set CME_E2E_KEEP=1 to keep the temporary directory (configs, logs, TSDB).
 //!
@@ -212,18 +214,17 @@ fn derived_rules(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The shipped Alertmanager config with the same route tree and inhibitions, short
-/// waits, and every receiver replaced by a webhook to the sink (path = receiver name).
-fn derived_alertmanager(dir: &Path, sink: &str) -> PathBuf {
+/// The shipped Alertmanager config, receivers and templates included, with short
+/// waits, e-mail to the SMTP sink and Slack to the webhook sink.
+fn derived_alertmanager(dir: &Path, slack: &str, smtp_port: u16) -> PathBuf {
     let text = std::fs::read_to_string(root().join("alertmanager/alertmanager.yml")).unwrap();
-    let (head, _) = text
-        .split_once("\nreceivers:\n")
-        .expect("receivers: must be the last section");
-    let head = head
+    let config = text
         .lines()
         .map(|l| {
             let key = l.trim_start();
-            if key.starts_with("group_wait:") {
+            if key.starts_with("smtp_smarthost:") {
+                format!("  smtp_smarthost: 127.0.0.1:{smtp_port}")
+            } else if key.starts_with("group_wait:") {
                 "  group_wait: 1s".to_owned()
             } else if key.starts_with("group_interval:") {
                 "  group_interval: 5s".to_owned()
@@ -231,18 +232,18 @@ fn derived_alertmanager(dir: &Path, sink: &str) -> PathBuf {
                 "  repeat_interval: 1h".to_owned()
             } else if key.starts_with("- /etc/alertmanager/templates/") {
                 format!("  - {}/alertmanager/templates/*.tmpl", root().display())
+            } else if key.starts_with("- api_url_file:") {
+                format!("      - api_url: {slack}")
             } else {
                 l.to_owned()
             }
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let mut config = format!("{head}\nreceivers:\n");
-    for receiver in ["email", "slack"] {
-        config.push_str(&format!(
-            "  - name: {receiver}\n    webhook_configs:\n      - url: {sink}/{receiver}\n        send_resolved: false\n"
-        ));
-    }
+    assert!(
+        config.contains(&format!("api_url: {slack}")),
+        "no slack receiver"
+    );
     let path = dir.join("alertmanager.yml");
     std::fs::write(&path, config).unwrap();
     let check = Command::new(binary(&["amtool"]))
@@ -256,6 +257,86 @@ fn derived_alertmanager(dir: &Path, sink: &str) -> PathBuf {
         String::from_utf8_lossy(&check.stdout)
     );
     path
+}
+
+/// A minimal SMTP server: accepts every message (no TLS, no auth, as
+/// `smtp_require_tls: false` allows) and keeps its decoded text.
+async fn start_smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let g = g.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(body) = data.as_mut() {
+                        if line == "." {
+                            g.lock().unwrap().push(decode_mail(&data.take().unwrap()));
+                            let _ = write.write_all(b"250 OK\r\n").await;
+                        } else {
+                            body.push_str(line.strip_prefix('.').unwrap_or(&line));
+                            body.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 sink\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 end with .\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            return;
+                        }
+                        _ => b"250 OK\r\n",
+                    };
+                    let _ = write.write_all(reply).await;
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+/// A message as a reader sees it: headers, then every part with quoted-printable
+/// soft breaks and escapes undone.
+fn decode_mail(raw: &str) -> String {
+    let joined = raw.replace("=\n", "");
+    let mut out = String::new();
+    let mut bytes = Vec::new();
+    let mut chars = joined.chars().peekable();
+    while let Some(c) = chars.next() {
+        let hex: String = chars.clone().take(2).collect();
+        if c == '='
+            && hex.len() == 2
+            && hex
+                .chars()
+                .all(|h| h.is_ascii_hexdigit() && !h.is_ascii_lowercase())
+        {
+            bytes.push(u8::from_str_radix(&hex, 16).unwrap());
+            chars.next();
+            chars.next();
+        } else {
+            if !bytes.is_empty() {
+                out.push_str(&String::from_utf8_lossy(&std::mem::take(&mut bytes)));
+            }
+            out.push(c);
+        }
+    }
+    out.push_str(&String::from_utf8_lossy(&bytes));
+    out
 }
 
 type Notifications = Arc<Mutex<Vec<(String, Value)>>>;
@@ -350,11 +431,12 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
     .await;
     let instance = exporter.url.trim_start_matches("http://").to_owned();
     let (sink, notifications) = start_sink().await;
+    let (smtp_port, mails) = start_smtp_sink().await;
 
     backfill(&dir.0, &instance);
     let rules = derived_rules(&dir.0);
     let am_port = free_port();
-    let am_config = derived_alertmanager(&dir.0, &sink);
+    let am_config = derived_alertmanager(&dir.0, &format!("{sink}/slack"), smtp_port);
     let _am = Proc(
         Command::new(alertmanager)
             .arg(format!("--config.file={}", am_config.display()))
@@ -387,6 +469,7 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
                 dir.0.join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg(format!("--web.external-url=http://127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.0.join("prometheus.log")).unwrap())
             .spawn()
@@ -402,15 +485,15 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
     })
     .await;
 
-    // 1. The spike reaches the sink: one notification, for that market only.
-    while notifications.lock().unwrap().is_empty() {
+    // 1. The spike reaches both receivers: one message each, for that market only.
+    let delivered = || notifications.lock().unwrap().len() + mails.lock().unwrap().len();
+    while delivered() < 2 {
         if started.elapsed() > DEADLINE {
             let mut state = String::new();
             for expr in [
                 r#"crypto_market_price{exchange="kraken",pair="btcusd"}"#,
                 r#"market:crypto_market_price:avg1h{exchange="kraken",pair="btcusd"}"#,
-                r#"market:crypto_market_price:count1h{exchange="kraken",pair="btcusd"}"#,
-                r#"market:crypto_market_price:min1h{exchange="kraken",pair="btcusd"}"#,
+                r#"count_over_time(crypto_market_price{exchange="kraken",pair="btcusd"}[1h])"#,
                 "ALERTS",
             ] {
                 state.push_str(&format!(
@@ -420,7 +503,8 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
             }
             let logs = |f: &str| std::fs::read_to_string(dir.0.join(f)).unwrap_or_default();
             panic!(
-                "no notification after {DEADLINE:?}\n{state}\nprometheus.log:\n{}\nalertmanager.log:\n{}",
+                "{} message(s) after {DEADLINE:?}\n{state}\nprometheus.log:\n{}\nalertmanager.log:\n{}",
+                delivered(),
                 logs("prometheus.log"),
                 logs("alertmanager.log")
             );
@@ -428,28 +512,50 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(6)).await; // one more group_interval: nothing else may arrive
-    let got = notifications.lock().unwrap().clone();
-    assert_eq!(got.len(), 1, "exactly one notification expected: {got:#?}");
-    let (receiver, n) = &got[0];
-    assert_eq!(receiver, "email");
-    assert_eq!(n["status"], "firing");
-    assert_eq!(n["groupLabels"]["alertname"], "CryptoMarketSpike");
-    let alerts = n["alerts"].as_array().unwrap();
-    assert_eq!(alerts.len(), 1, "{alerts:#?}");
-    let labels = &alerts[0]["labels"];
-    assert_eq!(
-        (
-            labels["exchange"].as_str(),
-            labels["pair"].as_str(),
-            labels["metric"].as_str()
-        ),
-        (Some("kraken"), Some("btcusd"), Some("price"))
-    );
-    let description = alerts[0]["annotations"]["description"].as_str().unwrap();
-    assert!(
-        description.starts_with("The price of btcusd on kraken is 91.4k, 3."),
-        "{description}"
-    );
+    let graph = format!("Graph: http://127.0.0.1:{prom_port}/graph?g0.expr=");
+    {
+        let mails = mails.lock().unwrap();
+        assert_eq!(mails.len(), 1, "exactly one e-mail expected: {mails:#?}");
+        let mail = &mails[0];
+        for want in [
+            "Subject: [FIRING:1] CryptoMarketSpike btcusd on kraken",
+            "FIRING: A market's price is more than 3x its 1-hour average.",
+            "The price of btcusd on kraken is 91.4k, 3.",
+            "Market: kraken btcusd",
+            "Metric: price",
+            "Began: ",
+            "Dashboard: http://localhost:3000/d/crypto-market-detail/crypto-market-detail?var-exchange=kraken&var-pair=btcusd",
+            &graph,
+            "Runbook: https://github.com/crypto-market-exporter/crypto-market-exporter/blob/main/docs/runbook.md#cryptomarketspike",
+        ] {
+            assert!(mail.contains(want), "e-mail lacks {want:?}:\n{mail}");
+        }
+        assert!(!mail.contains("RESOLVED"), "{mail}");
+        let slack = notifications.lock().unwrap();
+        assert_eq!(
+            slack.len(),
+            1,
+            "exactly one Slack message expected: {slack:#?}"
+        );
+        let (receiver, payload) = &slack[0];
+        assert_eq!(receiver, "slack");
+        let attachment = &payload["attachments"][0];
+        assert_eq!(
+            attachment["title"],
+            "[FIRING:1] CryptoMarketSpike btcusd on kraken"
+        );
+        let text = attachment["text"].as_str().unwrap();
+        for want in [
+            "*FIRING* A market's price is more than 3x its 1-hour average.",
+            "The price of btcusd on kraken is 91.4k, 3.",
+            "Market: kraken btcusd",
+            "|Dashboard>",
+            &format!("<http://127.0.0.1:{prom_port}/graph?g0.expr="),
+            "#cryptomarketspike|Runbook>",
+        ] {
+            assert!(text.contains(want), "Slack message lacks {want:?}:\n{text}");
+        }
+    }
     let firing = query(&client, &prom, r#"ALERTS{alertstate="firing"}"#).await;
     assert_eq!(firing.len(), 1, "only one alert may fire: {firing:#?}");
 
@@ -520,6 +626,68 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
         }
     }
     assert!(checked >= 30, "only {checked} panel queries found");
+
+    // 4. The price comes back: one resolved message per receiver, saying so.
+    upstream.set(Reply::Json(body.clone().into()));
+    let resolved_by = Instant::now();
+    while delivered() < 4 {
+        assert!(
+            resolved_by.elapsed() < DEADLINE,
+            "{} message(s) in all, no resolved ones after {DEADLINE:?}; alertmanager.log:\n{}",
+            delivered(),
+            std::fs::read_to_string(dir.0.join("alertmanager.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mails = mails.lock().unwrap().clone();
+    assert_eq!(
+        mails.len(),
+        2,
+        "one firing, one resolved e-mail: {mails:#?}"
+    );
+    let mail = &mails[1];
+    for want in [
+        "Subject: [RESOLVED:1] CryptoMarketSpike btcusd on kraken",
+        "RESOLVED, no longer true: A market's price is more than 3x its 1-hour average.",
+        "Resolved at ",
+        "Last seen while firing: 91.4k, 3.",
+        "x the 1h average of ",
+        "Dashboard: http://localhost:3000/d/crypto-market-detail/",
+        &graph,
+    ] {
+        assert!(
+            mail.contains(want),
+            "resolved e-mail lacks {want:?}:\n{mail}"
+        );
+    }
+    assert!(!mail.contains("FIRING"), "{mail}");
+    assert!(
+        !mail.contains("The price of btcusd on kraken is"),
+        "firing text repeated:\n{mail}"
+    );
+    let slack = notifications.lock().unwrap().clone();
+    assert_eq!(
+        slack.len(),
+        2,
+        "one firing, one resolved Slack message: {slack:#?}"
+    );
+    let attachment = &slack[1].1["attachments"][0];
+    assert_eq!(
+        attachment["title"],
+        "[RESOLVED:1] CryptoMarketSpike btcusd on kraken"
+    );
+    let text = attachment["text"].as_str().unwrap();
+    for want in [
+        "*RESOLVED*, no longer true:",
+        "Resolved at ",
+        "Last seen while firing: 91.4k",
+    ] {
+        assert!(
+            text.contains(want),
+            "resolved Slack message lacks {want:?}:\n{text}"
+        );
+    }
     drop(upstream);
     exporter.stop().await;
 }

@@ -41,6 +41,11 @@ local u = import 'lib/util.libsonnet';
             'for': cfg.spike['for'],
             labels: { severity: 'warning', metric: key },
             annotations: {
+              // value, ratio and baseline on their own, so that notifications lay them
+              // out (and a resolved message can say what they were when it last fired).
+              value: lookup(M + "{exchange='%s',pair='%s'}", '$labels.exchange $labels.pair'),
+              ratio: '{{ $value | printf "%.2f" }}',
+              baseline: lookup(avg + "{exchange='%s',pair='%s'}", '$labels.exchange $labels.pair'),
               summary: "A market's " + m.noun + ' is more than ' + cfg.spike.factor + 'x its 1-hour average.',
               description: 'The ' + m.noun + ' of {{ $labels.pair }} on {{ $labels.exchange }} is '
                            + lookup(M + "{exchange='%s',pair='%s'}", '$labels.exchange $labels.pair') + ', '
@@ -68,6 +73,7 @@ local u = import 'lib/util.libsonnet';
             'for': cfg.divergence['for'],
             labels: { severity: 'warning' },
             annotations: {
+              value: '{{ $value | humanizePercentage }}',
               summary: "One exchange's price strays more than " + u.percent(cfg.divergence.ratio) + ' from the other exchanges.',
               description: '{{ $labels.pair }} on {{ $labels.exchange }} is {{ $value | humanizePercentage }} away from the median of '
                            + lookup('pair:' + P + ":exchanges{pair='%s'}", '$labels.pair', humanize=false)
