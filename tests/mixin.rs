@@ -581,3 +581,41 @@ fn kubernetes_objects_carry_the_default_rendering() {
         assert_eq!(embedded, file, "{name}");
     }
 }
+
+/// A panel (or query) whose series a switch turns off is not rendered: under every
+/// switch, the dashboards read only names that switch's rules record.
+#[test]
+fn dashboards_read_only_what_each_switch_records() {
+    let switches = switches();
+    let cases: Vec<String> = switches
+        .iter()
+        .map(|(name, o)| {
+            format!(
+                "'{name}': local m = base + {{ _config+:: {o} }}; {{ rules: m.prometheusRules, dashboards: m.grafanaDashboards }}"
+            )
+        })
+        .collect();
+    let code = format!(
+        "local base = import 'mixin.libsonnet'; {{ {} }}",
+        cases.join(", ")
+    );
+    let out = jsonnet(&code);
+    for (switch, _) in &switches {
+        let recorded: BTreeSet<&str> = out[*switch]["rules"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap())
+            .map(|r| r["record"].as_str().unwrap())
+            .collect();
+        let dashboards = out[*switch]["dashboards"].as_object().unwrap();
+        assert_eq!(dashboards.len(), 3, "{switch}");
+        let text = serde_json::to_string(dashboards).unwrap();
+        for name in recorded_refs(&text) {
+            assert!(
+                recorded.contains(name.as_str()),
+                "{switch}: a dashboard reads {name}, which this switch does not record"
+            );
+        }
+    }
+}
