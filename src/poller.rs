@@ -186,7 +186,7 @@ impl Poller {
         .await
         // Only a bug could make this task fail; it then counts as a failed poll
         // and the last good data stays.
-        .map_err(|e| SourceError::Decode(format!("processing the response failed: {e}")))
+        .map_err(|e| SourceError::Internal(format!("processing the response failed: {e}")))
     }
 }
 

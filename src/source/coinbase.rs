@@ -32,7 +32,10 @@ const EXCHANGE: &str = "coinbase";
 pub struct Coinbase {
     upstream: Upstream,
     base_url: String,
-    /// Whether the last refresh took longer than the poll interval was logged.
+    /// The interval this source is polled at (its own, or `poll.interval`): a
+    /// refresh slower than that means polls run back to back.
+    poll_interval: std::time::Duration,
+    /// Whether a refresh slower than the poll interval was logged.
     warned_slow: bool,
 }
 
@@ -45,10 +48,15 @@ impl fmt::Debug for Coinbase {
 }
 
 impl Coinbase {
-    pub fn new(config: &NetworkConfig, metrics: Arc<SourceMetrics>) -> Result<Self, SourceError> {
+    pub fn new(
+        config: &NetworkConfig,
+        poll_interval: std::time::Duration,
+        metrics: Arc<SourceMetrics>,
+    ) -> Result<Self, SourceError> {
         Ok(Self {
             upstream: Upstream::new(&config.http, metrics)?,
             base_url: config.url.as_str().trim_end_matches('/').to_owned(),
+            poll_interval: config.poll_interval.unwrap_or(poll_interval),
             warned_slow: false,
         })
     }
@@ -98,8 +106,8 @@ impl Coinbase {
             }
         }
         let took = started.elapsed();
-        if !self.warned_slow && took > std::time::Duration::from_secs(60) {
-            tracing::info!(source = "coinbase", requests = fetched.requests, took = %format_duration(took), "a full refresh takes over a minute under the rate limit; narrow it with markets.include_pairs or lengthen coinbase.poll_interval");
+        if !self.warned_slow && took > self.poll_interval {
+            tracing::info!(source = "coinbase", requests = fetched.requests, took = %format_duration(took), poll_interval = %format_duration(self.poll_interval), "a full refresh takes longer than the poll interval under the rate limit, so polls run back to back; narrow it with markets.include_pairs or lengthen coinbase.poll_interval");
             self.warned_slow = true;
         }
         Ok(fetched)

@@ -99,7 +99,11 @@ pub fn build(
         }
         SourceKind::Kraken => Box::new(kraken::Kraken::new(&config.kraken, metrics)?),
         SourceKind::Binance => Box::new(binance::Binance::new(&config.binance, metrics)?),
-        SourceKind::Coinbase => Box::new(coinbase::Coinbase::new(&config.coinbase, metrics)?),
+        SourceKind::Coinbase => Box::new(coinbase::Coinbase::new(
+            &config.coinbase,
+            config.poll.interval,
+            metrics,
+        )?),
         SourceKind::Demo => Box::new(demo::Demo::new(&config.demo)),
     })
 }
@@ -182,7 +186,7 @@ pub async fn parse_blocking<T: Send + 'static>(
 ) -> Result<T, SourceError> {
     tokio::task::spawn_blocking(parse)
         .await
-        .map_err(|e| SourceError::Decode(format!("parser task failed: {e}")))?
+        .map_err(|e| SourceError::Internal(format!("parser task failed: {e}")))?
 }
 
 /// Remaining API credits, for upstreams that meter them (Cryptowatch).
@@ -294,6 +298,10 @@ pub enum SourceError {
     Api(String),
     #[error("request failed: {0}")]
     Request(String),
+    /// A task of the exporter's own failed (a panic while processing an answer):
+    /// a bug, not a bad answer, so it gets its own reason.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A well-formed answer with no markets, or far fewer than the last good
     /// poll: an upstream glitch, not a market event, so the last data stays.
     #[error("{}", collapsed_text(*.markets, *.previous, *.min_ratio))]
@@ -323,7 +331,7 @@ fn retry_after_text(d: &Option<Duration>) -> String {
 
 impl SourceError {
     /// Every reason label, so counters can start at 0 instead of appearing late.
-    pub const REASONS: [&'static str; 10] = [
+    pub const REASONS: [&'static str; 11] = [
         "timeout",
         "connect",
         "rate_limited",
@@ -334,6 +342,7 @@ impl SourceError {
         "api_error",
         "request",
         "collapsed",
+        "internal",
     ];
 
     pub fn reason(&self) -> &'static str {
@@ -348,6 +357,7 @@ impl SourceError {
             SourceError::Api(_) => "api_error",
             SourceError::Request(_) => "request",
             SourceError::Collapsed { .. } => "collapsed",
+            SourceError::Internal(_) => "internal",
         }
     }
 
@@ -457,5 +467,17 @@ pub mod de {
             assert_eq!(parse(r#"{"v": "1e400"}"#), Some(f64::INFINITY));
             assert!(serde_json::from_str::<T>(r#"{"v": [1]}"#).is_err());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_parser_is_an_internal_error_not_a_bad_answer() {
+        let e = parse_blocking::<()>(|| panic!("a bug")).await.unwrap_err();
+        assert_eq!(e.reason(), "internal");
+        assert!(SourceError::REASONS.contains(&e.reason()));
     }
 }
