@@ -471,6 +471,7 @@ pub mod de {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)] // test code: a panic is the input here
 mod tests {
     use super::*;
 
