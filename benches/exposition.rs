@@ -61,22 +61,23 @@ fn parse_to_snapshot(bencher: divan::Bencher) {
 #[divan::bench]
 fn render_and_compress(bencher: divan::Bencher) {
     let markets = snapshot(&body());
-    bencher.bench(|| MarketFragments::render(divan::black_box(&markets)));
+    bencher.bench(|| MarketFragments::render(divan::black_box(&markets), 1));
 }
 
 /// Publishing: stitch both formats from the chunks, compress the self-metrics (once per poll).
 #[divan::bench]
 fn publish_exposition(bencher: divan::Bencher) {
-    let f = MarketFragments::render(&snapshot(&body()));
-    bencher.bench(|| Exposition::compose(&[divan::black_box(&f)], self_metrics()));
+    let f = MarketFragments::render(&snapshot(&body()), 1);
+    bencher.bench(|| Exposition::compose(&[divan::black_box(&f)], self_metrics(), 1));
 }
 
 /// What a scrape costs in the handler: refcount bumps on the pre-rendered chunks.
 #[divan::bench]
 fn scrape_gzip_body(bencher: divan::Bencher) {
     let e = Exposition::compose(
-        &[&MarketFragments::render(&snapshot(&body()))],
+        &[&MarketFragments::render(&snapshot(&body()), 1)],
         self_metrics(),
+        1,
     );
-    bencher.bench(|| e.gzip_body(Format::OpenMetrics));
+    bencher.bench(|| e.gzip_body(Format::OpenMetrics, None));
 }

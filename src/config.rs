@@ -258,6 +258,13 @@ pub struct Cli {
         value_name = "N"
     )]
     pub web_max_connections: Option<String>,
+    /// Slices of /metrics for sharded scraping: /metrics?shard=I&shards=N serves the markets whose pair hashes to slice I (docs/configuration.md). [default: 1]
+    #[arg(
+        long = "web.shards",
+        env = "CRYPTO_MARKET_EXPORTER_WEB_SHARDS",
+        value_name = "N"
+    )]
+    pub web_shards: Option<String>,
     /// On SIGTERM, how long in-flight responses may take before every connection is closed and the process exits. [default: 5s]
     #[arg(
         long = "web.shutdown-timeout",
@@ -416,6 +423,7 @@ struct FileWeb {
     shutdown_timeout: Option<Scalar>,
     header_read_timeout: Option<Scalar>,
     max_connections: Option<Scalar>,
+    shards: Option<Scalar>,
     config_file: Option<PathBuf>,
 }
 
@@ -595,6 +603,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// `--web.shards`: slices of `/metrics` (1 = not sliced).
+    pub shards: usize,
     /// `--web.config.file`, loaded: TLS, basic auth, headers.
     pub web_config: Option<WebConfig>,
     /// Found while loading, logged once logging is set up (`main.rs`).
@@ -654,6 +664,7 @@ impl Config {
             self.max_connections != new.max_connections,
             "web.max_connections",
         );
+        check(self.shards != new.shards, "web.shards");
         check(self.web_config != new.web_config, "web.config_file");
         out
     }
@@ -962,6 +973,22 @@ impl Config {
                 n => Ok(n),
             },
         )?;
+        let shards = parse_or(
+            o.pick(
+                cli.web_shards.as_deref(),
+                "--web.shards",
+                file.web.shards.as_ref(),
+                "web.shards",
+            ),
+            1usize,
+            |s| match positive_int::<usize>(s)? {
+                n if n > crate::shard::MAX_SHARDS => Err(format!(
+                    "must be at most {}, got {n}",
+                    crate::shard::MAX_SHARDS
+                )),
+                n => Ok(n),
+            },
+        )?;
 
         let web_config = match (&cli.web_config_file, &file.web.config_file) {
             (Some(p), _) => Some((p.clone(), o.name("--web.config.file"))),
@@ -1145,6 +1172,7 @@ impl Config {
             shutdown_timeout,
             header_read_timeout,
             max_connections,
+            shards,
             web_config,
             warnings,
             filter,

@@ -192,24 +192,34 @@ fn gzip_chunks(chunks: &[&Chunk]) -> Vec<Bytes> {
     out
 }
 
-/// One source's market samples, one chunk per gauge family.
+/// One source's market samples: per gauge family, one chunk per slice
+/// (`--web.shards`; one slice unless sharded).
 #[derive(Debug, Default)]
 pub struct MarketFragments {
-    pub families: [Chunk; Gauge::COUNT],
+    pub families: [Vec<Chunk>; Gauge::COUNT],
     pub markets: usize,
 }
 
 impl MarketFragments {
-    /// Renders (and compresses) markets already sorted and validated.
-    /// Fragments hold sample lines only; headers are separate chunks.
-    pub fn render(markets: &[Market]) -> Self {
+    /// Renders (and compresses) markets already sorted and validated, each
+    /// into the slice of its pair ([`crate::shard::of`]). Fragments hold sample
+    /// lines only; headers are separate chunks.
+    pub fn render(markets: &[Market], shards: usize) -> Self {
+        let shards = shards.max(1);
+        let slice: Vec<usize> = markets
+            .iter()
+            .map(|m| crate::shard::of(&m.pair, shards))
+            .collect();
         let families = Gauge::ALL.map(|gauge| {
-            let mut out = String::with_capacity(markets.len() * 72);
-            for m in markets {
+            let mut outs: Vec<String> = (0..shards)
+                .map(|_| String::with_capacity(markets.len() / shards * 72))
+                .collect();
+            for (m, &i) in markets.iter().zip(&slice) {
+                let Some(out) = outs.get_mut(i) else { continue };
                 if let Some(v) = m.get(gauge) {
                     match &m.assets {
                         Some(a) => write_sample(
-                            &mut out,
+                            out,
                             gauge.name(),
                             &[
                                 ("exchange", &m.exchange),
@@ -220,7 +230,7 @@ impl MarketFragments {
                             v,
                         ),
                         None => write_sample(
-                            &mut out,
+                            out,
                             gauge.name(),
                             &[("exchange", &m.exchange), ("pair", &m.pair)],
                             v,
@@ -228,7 +238,9 @@ impl MarketFragments {
                     }
                 }
             }
-            Chunk::new(Bytes::from(out))
+            outs.into_iter()
+                .map(|out| Chunk::new(Bytes::from(out)))
+                .collect()
         });
         Self {
             families,
@@ -255,37 +267,32 @@ static GAUGE_HEADERS: LazyLock<[Chunk; Gauge::COUNT]> = LazyLock::new(|| {
 static OPENMETRICS_EOF: LazyLock<Chunk> =
     LazyLock::new(|| Chunk::new(Bytes::from_static(b"# EOF\n")));
 
-/// A complete, immutable exposition in both formats, plain and gzipped,
-/// each a list of shared chunks: serving one copies nothing.
+/// One body in both formats, plain and gzipped, as lists of shared chunks.
 #[derive(Debug, Default)]
-pub struct Exposition {
+struct Bodies {
     /// Indexed by `Format as usize`.
     plain: [Vec<Bytes>; 2],
     gzip: [Vec<Bytes>; 2],
 }
 
-impl Exposition {
-    /// Stitches the market chunks of every source, family by family, and the
-    /// self-metrics (one rendering per format).
-    pub fn compose(sources: &[&MarketFragments], self_metrics: [String; 2]) -> Self {
-        let mut markets: Vec<&Chunk> = Vec::with_capacity(Gauge::COUNT * (sources.len() + 1));
-        for gauge in Gauge::ALL {
-            let start = markets.len();
-            markets.extend(
-                sources
-                    .iter()
-                    .map(|s| &s.families[gauge as usize])
-                    .filter(|c| !c.text.is_empty()),
-            );
-            if markets.len() > start {
-                markets.insert(start, &GAUGE_HEADERS[gauge as usize]);
+impl Bodies {
+    /// Market chunks family by family (each family's header once, where it has
+    /// samples), then the self-metrics when given.
+    fn stitch(families: [Vec<&Chunk>; Gauge::COUNT], self_metrics: Option<&[Chunk; 2]>) -> Self {
+        let mut markets: Vec<&Chunk> = Vec::new();
+        for (gauge, chunks) in Gauge::ALL.into_iter().zip(families) {
+            let chunks: Vec<&Chunk> = chunks.into_iter().filter(|c| !c.text.is_empty()).collect();
+            if !chunks.is_empty() {
+                markets.push(&GAUGE_HEADERS[gauge as usize]);
+                markets.extend(chunks);
             }
         }
-        let [text_self, om_self] = self_metrics.map(|s| Chunk::new(Bytes::from(s)));
         let mut text = markets.clone();
-        text.push(&text_self);
         let mut om = markets;
-        om.push(&om_self);
+        if let Some([text_self, om_self]) = self_metrics {
+            text.push(text_self);
+            om.push(om_self);
+        }
         om.push(&OPENMETRICS_EOF);
         let plain = |chunks: &[&Chunk]| chunks.iter().map(|c| c.text.clone()).collect::<Vec<_>>();
         Self {
@@ -293,25 +300,80 @@ impl Exposition {
             gzip: [gzip_chunks(&text), gzip_chunks(&om)],
         }
     }
+}
 
-    /// The uncompressed body for `format`.
-    pub fn body(&self, format: Format) -> ChunkedBody {
-        ChunkedBody::new(self.plain[format as usize].clone())
+/// A complete, immutable exposition in both formats, plain and gzipped,
+/// each a list of shared chunks: serving one copies nothing. With slices
+/// (`--web.shards`), each slice is such a body too, made of the same chunks.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    all: Bodies,
+    /// Empty unless sharded. The self-metrics are in slice 0 only, so that they
+    /// are scraped once however many shards scrape the exporter.
+    slices: Vec<Bodies>,
+}
+
+impl Exposition {
+    /// Stitches the market chunks of every source, family by family, and the
+    /// self-metrics (one rendering per format); with `shards` > 1, each slice too.
+    pub fn compose(sources: &[&MarketFragments], self_metrics: [String; 2], shards: usize) -> Self {
+        let self_metrics = self_metrics.map(|s| Chunk::new(Bytes::from(s)));
+        let family = |gauge: Gauge, slice: Option<usize>| -> Vec<&Chunk> {
+            sources
+                .iter()
+                .flat_map(|s| {
+                    let chunks = &s.families[gauge as usize];
+                    match slice {
+                        None => chunks.iter().collect::<Vec<_>>(),
+                        Some(i) => chunks.get(i).into_iter().collect(),
+                    }
+                })
+                .collect()
+        };
+        let all = Bodies::stitch(Gauge::ALL.map(|g| family(g, None)), Some(&self_metrics));
+        let slices = if shards > 1 {
+            (0..shards)
+                .map(|i| {
+                    Bodies::stitch(
+                        Gauge::ALL.map(|g| family(g, Some(i))),
+                        (i == 0).then_some(&self_metrics),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self { all, slices }
+    }
+
+    fn bodies(&self, slice: Option<usize>) -> &Bodies {
+        slice.and_then(|i| self.slices.get(i)).unwrap_or(&self.all)
+    }
+
+    /// The uncompressed body for `format`: every market, or one slice (an
+    /// unsliced exposition serves every market as its only slice).
+    pub fn body(&self, format: Format, slice: Option<usize>) -> ChunkedBody {
+        ChunkedBody::new(self.bodies(slice).plain[format as usize].clone())
     }
 
     /// The gzip body for `format`.
-    pub fn gzip_body(&self, format: Format) -> ChunkedBody {
-        ChunkedBody::new(self.gzip[format as usize].clone())
+    pub fn gzip_body(&self, format: Format, slice: Option<usize>) -> ChunkedBody {
+        ChunkedBody::new(self.bodies(slice).gzip[format as usize].clone())
     }
 
     /// The uncompressed body in one buffer (tests, benchmarks, golden files).
     pub fn to_bytes(&self, format: Format) -> Vec<u8> {
-        self.plain[format as usize].concat()
+        self.all.plain[format as usize].concat()
+    }
+
+    /// One slice's uncompressed body in one buffer (tests).
+    pub fn slice_bytes(&self, format: Format, slice: usize) -> Vec<u8> {
+        self.bodies(Some(slice)).plain[format as usize].concat()
     }
 
     /// The gzip body in one buffer.
     pub fn to_gzip_bytes(&self, format: Format) -> Vec<u8> {
-        self.gzip[format as usize].concat()
+        self.all.gzip[format as usize].concat()
     }
 }
 
@@ -392,9 +454,9 @@ mod tests {
 
     #[test]
     fn composes_families_across_sources_and_formats() {
-        let a = MarketFragments::render(&[market("a", "x", Some(1.0))]);
-        let b = MarketFragments::render(&[market("b", "y", None)]);
-        let e = Exposition::compose(&[&a, &b], ["self_text\n".into(), "self_om\n".into()]);
+        let a = MarketFragments::render(&[market("a", "x", Some(1.0))], 1);
+        let b = MarketFragments::render(&[market("b", "y", None)], 1);
+        let e = Exposition::compose(&[&a, &b], ["self_text\n".into(), "self_om\n".into()], 1);
         let text = String::from_utf8(e.to_bytes(Format::Text)).unwrap();
         assert_eq!(
             text,
@@ -470,5 +532,88 @@ mod tests {
         let mut o = String::new();
         write_header(&mut o, Format::OpenMetrics, "x_build", Kind::Info, "Build.");
         assert_eq!(o, "# HELP x_build Build.\n# TYPE x_build info\n");
+    }
+
+    /// Sample lines of a body, and its family headers in order.
+    fn samples_and_families(body: &[u8]) -> (Vec<String>, Vec<String>) {
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let families = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap().to_owned())
+            .collect();
+        (samples, families)
+    }
+
+    #[test]
+    fn slices_partition_every_market_by_pair_and_are_valid_bodies() {
+        // Two sources; many pairs, each quoted by several exchanges.
+        let markets = |exchange: &str| -> Vec<Market> {
+            (0..200)
+                .map(|i| market(exchange, &format!("p{i:03}usd"), Some(f64::from(i))))
+                .collect()
+        };
+        let (a, b) = (markets("a"), markets("b"));
+        for n in 1..=8 {
+            let fa = MarketFragments::render(&a, n);
+            let fb = MarketFragments::render(&b, n);
+            let e = Exposition::compose(&[&fa, &fb], ["self_text\n".into(), "self_om\n".into()], n);
+            for format in Format::ALL {
+                let (mut all, _) = samples_and_families(&e.to_bytes(format));
+                let mut union = Vec::new();
+                let mut pair_slice = std::collections::HashMap::new();
+                for i in 0..n {
+                    let body = e.slice_bytes(format, i);
+                    let (samples, families) = samples_and_families(&body);
+                    // Valid: each family's header once, self-metrics in slice 0 only,
+                    // OpenMetrics closed by # EOF.
+                    let unique: std::collections::HashSet<_> = families.iter().collect();
+                    assert_eq!(
+                        unique.len(),
+                        families.len(),
+                        "{n}/{i}: a family header twice"
+                    );
+                    let text = String::from_utf8(body).unwrap();
+                    assert_eq!(text.contains("self_"), i == 0, "{n}/{i}");
+                    if format == Format::OpenMetrics {
+                        assert!(text.ends_with("# EOF\n"), "{n}/{i}");
+                    }
+                    for line in &samples {
+                        if let Some(pair) = line.split("pair=\"").nth(1) {
+                            let pair = pair.split('"').next().unwrap().to_owned();
+                            // Every exchange's quote of a pair in one slice.
+                            assert_eq!(*pair_slice.entry(pair).or_insert(i), i, "{n}: {line}");
+                        }
+                    }
+                    union.extend(samples);
+                }
+                // Exactly once: the slices together are the whole body, line for line.
+                union.sort();
+                all.sort();
+                assert_eq!(union, all, "{n} slices, {format:?}");
+                assert_eq!(
+                    all.len(),
+                    2 * 200 * 2 + 1,
+                    "price and volume of 400 markets, self"
+                );
+            }
+            if n > 1 {
+                // A gzip slice is the same slice, compressed.
+                let mut unzipped = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(
+                        &e.bodies(Some(n - 1)).gzip[Format::Text as usize].concat()[..],
+                    ),
+                    &mut unzipped,
+                )
+                .unwrap();
+                assert_eq!(unzipped, e.slice_bytes(Format::Text, n - 1));
+            }
+        }
     }
 }

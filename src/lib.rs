@@ -15,7 +15,8 @@
 //! - [`filter`]: include/exclude globs ([`glob`]) and the market cap;
 //!   [`admission`] applies them, with validation, market by market.
 //! - [`poller`]: one task per source: poll, pace, back off, publish.
-//! - [`exposition`]: rendering, format negotiation types, gzip.
+//! - [`exposition`]: rendering, format negotiation types, gzip;
+//!   [`shard`]: slices of `/metrics` for sharded scraping.
 //! - [`stats`]: the `crypto_market_exporter_*` self-metrics.
 //! - [`state`]: the slots and the atomically swapped exposition.
 //! - [`server`]: the axum router; [`serve`]: the server loop with its
@@ -39,6 +40,7 @@ pub mod logging;
 pub mod poller;
 pub mod serve;
 pub mod server;
+pub mod shard;
 pub mod source;
 pub mod state;
 pub mod stats;
@@ -99,7 +101,7 @@ pub async fn run_reloadable(
     shutdown: impl Future<Output = ()> + Send + 'static,
     mut reloads: tokio::sync::mpsc::Receiver<Config>,
 ) -> Result<(), Error> {
-    let shared = Arc::new(state::Shared::new(&config.sources));
+    let shared = Arc::new(state::Shared::new(&config.sources, config.shards));
     // Exchanges that have their own source in this run: an aggregator's copy
     // of them (Cryptowatch's `kraken:btcusd` next to the kraken source's) is
     // left out, so no series is exported twice.

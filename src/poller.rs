@@ -169,9 +169,10 @@ impl Poller {
         fetched: Fetched,
         duration: Duration,
     ) -> Result<(MarketFragments, PollReport, Option<Duration>), SourceError> {
+        let shards = self.shared.shards();
         tokio::task::spawn_blocking(move || {
             let admitted = fetched.admission.finish();
-            let fragments = MarketFragments::render(&admitted.markets);
+            let fragments = MarketFragments::render(&admitted.markets, shards);
             let report = PollReport {
                 markets: admitted.markets.len(),
                 excluded: admitted.excluded,

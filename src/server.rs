@@ -118,7 +118,16 @@ fn is_q_zero(param: &str) -> bool {
         .is_some_and(|q| q == 0.0)
 }
 
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn metrics(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let slice = match crate::shard::parse_query(uri.query(), state.shared.shards()) {
+        Ok(crate::shard::Request::All) => None,
+        Ok(crate::shard::Request::Slice(i)) => Some(i),
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
     let format = negotiate_format(&headers);
     let exposition = state.shared.exposition();
     let vary = (
@@ -133,11 +142,15 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         (
             [content_type, encoding, vary],
-            Body::new(exposition.gzip_body(format)),
+            Body::new(exposition.gzip_body(format, slice)),
         )
             .into_response()
     } else {
-        ([content_type, vary], Body::new(exposition.body(format))).into_response()
+        (
+            [content_type, vary],
+            Body::new(exposition.body(format, slice)),
+        )
+            .into_response()
     }
 }
 

@@ -28,10 +28,12 @@ pub struct Shared {
     /// Set once a published exposition holds market data: readiness follows
     /// what `/metrics` serves, not what a poller has stored but not yet published.
     serving_markets: AtomicBool,
+    /// Slices of `/metrics` (`--web.shards`); 1 = not sliced.
+    shards: usize,
 }
 
 impl Shared {
-    pub fn new(sources: &[SourceKind]) -> Self {
+    pub fn new(sources: &[SourceKind], shards: usize) -> Self {
         let slots = sources
             .iter()
             .map(|&kind| {
@@ -46,6 +48,7 @@ impl Shared {
             exposition: ArcSwap::from_pointee(Exposition::default()),
             publish_lock: Mutex::new(()),
             serving_markets: AtomicBool::new(false),
+            shards: shards.max(1),
         };
         shared.publish();
         shared
@@ -67,11 +70,19 @@ impl Shared {
             .map(|s| (s.metrics.source, s.metrics.values()))
             .collect();
         let self_metrics = Format::ALL.map(|f| stats::render(f, &values));
-        self.exposition
-            .store(Arc::new(Exposition::compose(&refs, self_metrics)));
+        self.exposition.store(Arc::new(Exposition::compose(
+            &refs,
+            self_metrics,
+            self.shards,
+        )));
         if !markets.is_empty() {
             self.serving_markets.store(true, Ordering::Release);
         }
+    }
+
+    /// Slices of `/metrics` every poll renders its markets into.
+    pub fn shards(&self) -> usize {
+        self.shards
     }
 
     pub fn exposition(&self) -> Arc<Exposition> {
@@ -91,13 +102,13 @@ mod tests {
 
     #[test]
     fn ready_only_once_the_data_is_published() {
-        let shared = Shared::new(&[SourceKind::Demo]);
+        let shared = Shared::new(&[SourceKind::Demo], 1);
         assert!(!shared.ready());
         // A poller stores its markets, then publishes on a blocking thread:
         // in between, /metrics does not show them yet, so not ready either.
         shared.slots[0]
             .markets
-            .store(Some(Arc::new(MarketFragments::render(&[]))));
+            .store(Some(Arc::new(MarketFragments::render(&[], 1))));
         assert!(!shared.ready(), "ready before /metrics serves the data");
         shared.publish();
         assert!(shared.ready());

@@ -464,3 +464,81 @@ async fn mtls_requires_a_client_certificate_from_the_ca() {
     );
     exporter.stop().await;
 }
+
+// ---- --web.shards: slices of /metrics ----
+
+/// `/metrics?shard=i&shards=n` serves each market in exactly one slice, all of a
+/// pair's exchanges together, the self-metrics in slice 0 only; a query that does
+/// not match the exporter's slices is a 400 naming the culprit.
+#[tokio::test]
+async fn slices_of_metrics_partition_the_markets() {
+    let (_upstream, exporter) = exporter_on_excerpt(&[
+        "--source=cryptowatch,demo",
+        "--demo.markets=40",
+        "--web.shards=3",
+    ])
+    .await;
+    let m = exporter
+        .wait_for("both sources", |m| {
+            m.successes() >= 1.0
+                && m.get("crypto_market_exporter_polls_total{source=\"demo\",result=\"success\"}")
+                    .unwrap_or(0.0)
+                    >= 1.0
+        })
+        .await;
+    let markets = |body: &str| -> Vec<String> {
+        body.lines()
+            .filter(|l| {
+                l.starts_with("crypto_market_") && !l.starts_with("crypto_market_exporter_")
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut all = markets(&m.0);
+    assert!(all.len() > 100, "{}", all.len());
+    let mut union = Vec::new();
+    let mut slice_of_pair = std::collections::HashMap::new();
+    for i in 0..3 {
+        let response = exporter
+            .get(&format!("/metrics?shard={i}&shards=3"), &[])
+            .await;
+        assert_eq!(response.status(), 200);
+        let body = response.text().await.unwrap();
+        assert_eq!(
+            body.contains("crypto_market_exporter_up{"),
+            i == 0,
+            "slice {i}"
+        );
+        for line in markets(&body) {
+            let pair = line
+                .split("pair=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_owned();
+            assert_eq!(*slice_of_pair.entry(pair).or_insert(i), i, "{line}");
+            union.push(line);
+        }
+    }
+    all.sort();
+    union.sort();
+    assert_eq!(union, all);
+    for (query, message) in [
+        (
+            "shard=0&shards=4",
+            "shards=4, but this exporter serves 3 slice(s) (--web.shards); scrape with shards=3",
+        ),
+        (
+            "shard=3&shards=3",
+            "shard=3 is out of range: slices are 0 to 2",
+        ),
+        ("shard=0", "query parameter \"shard\" needs \"shards\" too"),
+    ] {
+        let response = exporter.get(&format!("/metrics?{query}"), &[]).await;
+        assert_eq!(response.status(), 400, "{query}");
+        assert_eq!(response.text().await.unwrap(), format!("{message}\n"));
+    }
+    exporter.stop().await;
+}

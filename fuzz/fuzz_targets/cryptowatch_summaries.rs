@@ -23,6 +23,6 @@ fuzz_target!(|data: &[u8]| {
     {
         let admitted = admission.finish();
         assert!(admitted.markets.len() <= 50);
-        let _ = MarketFragments::render(&admitted.markets);
+        let _ = MarketFragments::render(&admitted.markets, 4);
     }
 });
