@@ -1,5 +1,5 @@
 // The rule files of one configuration of the mixin, as render.jsonnet writes them
-// (also used by tests/mixin.rs to render every config switch).
+// (also used by tests/it/mixin.rs to render every config switch).
 local yaml = {
   manifest(value, header):: { format: 'yaml', header: header, value: value },
 };

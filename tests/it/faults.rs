@@ -2,14 +2,10 @@
 //! keeps being served, the exporter recovers, and the request rate stays
 //! within the governor quota (counted at the fake server).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
-
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{Exporter, FakeUpstream, Metrics, Reply, fixture, unmetered};
 use bytes::Bytes;
-use common::{Exporter, FakeUpstream, Metrics, Reply, fixture, unmetered};
 use tokio::net::TcpListener;
 
 const GOOD: &str = "cryptowatch/markets_summaries.excerpt.2023-08-19.json";

@@ -1,8 +1,6 @@
 //! The monitoring stack as code, checked offline: docker-compose.yml (no Docker
 //! engine here), Grafana provisioning and dashboard conventions. The dashboards'
-//! queries are executed against a real Prometheus in tests/e2e.rs.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
+//! queries are executed against a real Prometheus in tests/it/e2e.rs.
 
 use std::path::PathBuf;
 

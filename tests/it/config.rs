@@ -2,8 +2,6 @@
 //! its expected message on a `# expect:` first line; plus the binary's exit
 //! code and one-line output.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
-
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -4,14 +4,10 @@
 //! headers and `Retry-After`, error bodies, the quota counted at the fake
 //! server, and the isolation of several sources running at once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
-
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Exporter, FakeUpstream, Hit, Metrics, Reply, fixture, unmetered};
 use bytes::Bytes;
-use common::{Exporter, FakeUpstream, Hit, Metrics, Reply, fixture, unmetered};
 
 fn json(path: &str) -> Reply {
     Reply::Json(fixture(path))

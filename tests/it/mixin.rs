@@ -10,8 +10,6 @@
 //!
 //! That the checked-in files are current is `prometheus/mixin/render --check` (.ci/test).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -252,6 +250,12 @@ fn tempdir(name: &str) -> PathBuf {
 
 #[test]
 fn scenarios_pass_on_the_default_rendering() {
+    if !crate::common::tools_present(
+        "mixin::scenarios_pass_on_the_default_rendering",
+        &["promtool"],
+    ) {
+        return;
+    }
     let (ran, kept, dropped) = run_scenarios("default", "prometheus/rules");
     // spike, health, stats (minus the opt-in tiers' checks), stats-24h-rollups.
     assert_eq!(ran, 4, "scenario files run");
@@ -262,6 +266,9 @@ fn scenarios_pass_on_the_default_rendering() {
 
 #[test]
 fn scenarios_pass_on_the_large_variant() {
+    if !crate::common::tools_present("mixin::scenarios_pass_on_the_large_variant", &["promtool"]) {
+        return;
+    }
     let (ran, _kept, dropped) = run_scenarios("large", "prometheus/rules-large");
     // spike, health, stats, stats-24h (hourly totals).
     assert_eq!(ran, 4, "scenario files run");
@@ -319,6 +326,12 @@ fn switches() -> Vec<(&'static str, String)> {
 
 #[test]
 fn every_config_switch_renders_rules_promtool_accepts_with_the_duplicate_lint() {
+    if !crate::common::tools_present(
+        "mixin::every_config_switch_renders_rules_promtool_accepts_with_the_duplicate_lint",
+        &["jsonnet", "promtool"],
+    ) {
+        return;
+    }
     let switches = switches();
     let refs: Vec<(&str, &str)> = switches.iter().map(|(n, o)| (*n, o.as_str())).collect();
     let rendered = render_switches(&refs);
@@ -381,6 +394,9 @@ fn class_matches(matcher: &str, c: char) -> bool {
 
 #[test]
 fn pair_splits_partition_every_pair() {
+    if !crate::common::tools_present("mixin::pair_splits_partition_every_pair", &["jsonnet"]) {
+        return;
+    }
     let code = "local u = import 'lib/util.libsonnet'; local c = (import 'mixin.libsonnet')._config; \
                 { [std.toString(n)]: [s.matcher for s in u.splits(c { pairSplits: n })] for n in std.range(1, 12) } \
                 + { large: [s.matcher for s in u.splits(c + (import 'variants/large.libsonnet')._config)] }";
@@ -421,6 +437,12 @@ fn pair_splits_partition_every_pair() {
 
 #[test]
 fn a_threshold_change_reaches_every_alert_and_panel_that_uses_it() {
+    if !crate::common::tools_present(
+        "mixin::a_threshold_change_reaches_every_alert_and_panel_that_uses_it",
+        &["jsonnet"],
+    ) {
+        return;
+    }
     let code = "local m = (import 'mixin.libsonnet') + (import 'variants/large.libsonnet') + { _config+:: { spike+: { factor: 4, baselineMinutes: 20 }, divergence+: { ratio: 0.25, minExchanges: 4 } } }; \
                 { alerts: m.prometheusAlerts, dashboards: m.grafanaDashboards }";
     let out = jsonnet(code);
@@ -501,6 +523,12 @@ fn the_default_is_lean_and_its_dashboards_work_on_both_variants() {
 /// data jsonnet computed (so no YAML scalar changed meaning on the way).
 #[test]
 fn rendered_files_read_back_as_the_mixin_data() {
+    if !crate::common::tools_present(
+        "mixin::rendered_files_read_back_as_the_mixin_data",
+        &["jsonnet"],
+    ) {
+        return;
+    }
     let specs = jsonnet("import 'render.jsonnet'");
     let specs = specs.as_object().unwrap();
     assert!(specs.len() >= 20);
@@ -586,6 +614,12 @@ fn kubernetes_objects_carry_the_default_rendering() {
 /// switch, the dashboards read only names that switch's rules record.
 #[test]
 fn dashboards_read_only_what_each_switch_records() {
+    if !crate::common::tools_present(
+        "mixin::dashboards_read_only_what_each_switch_records",
+        &["jsonnet"],
+    ) {
+        return;
+    }
     let switches = switches();
     let cases: Vec<String> = switches
         .iter()

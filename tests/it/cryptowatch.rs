@@ -1,11 +1,7 @@
 //! The Cryptowatch source against a fake upstream replaying the real
 //! 2023-08-19 `/markets/summaries` recording.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
-
-mod common;
-
-use common::{Exporter, FakeUpstream, Reply, fixture, unmetered};
+use crate::common::{Exporter, FakeUpstream, Reply, fixture, unmetered};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_every_market_of_the_recording() {

@@ -1,14 +1,10 @@
 //! The HTTP surface: content negotiation, gzip, probes, landing page, errors,
-//! and the golden exposition (regenerate with `UPDATE_GOLDEN=1 cargo test --test http`).
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
-
-mod common;
+//! and the golden exposition (regenerate with `UPDATE_GOLDEN=1 cargo test --test it http::`).
 
 use std::io::Read;
 use std::path::PathBuf;
 
-use common::{Exporter, FakeUpstream, Reply, fixture};
+use crate::common::{Exporter, FakeUpstream, Reply, fixture};
 
 const EXCERPT: &str = "cryptowatch/markets_summaries.excerpt.2023-08-19.json";
 
@@ -328,7 +324,7 @@ fn tls_get(
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
     let tcp = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    tcp.set_read_timeout(Some(crate::common::PATIENCE)).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let auth = auth
         .map(|a| {
@@ -386,7 +382,7 @@ async fn tls_basic_auth_and_headers() {
         blocking(move || tls_get(&addr, path, false, auth))
     };
     // Wait for the first poll, authenticated.
-    let deadline = std::time::Instant::now() + common::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::common::PATIENCE;
     while !get("/-/ready", Some("prometheus:s3cret"))
         .await
         .unwrap()

@@ -1,9 +1,5 @@
 //! The real binary: logs, serves the demo source, and shuts down cleanly on SIGTERM.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
-
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -200,7 +196,7 @@ fn wait_ready(addr: &str) {
 /// becomes ready on its data; here Kraken is a fake on loopback.
 #[test]
 fn default_source_is_kraken_and_becomes_ready() {
-    use common::{FakeUpstream, Reply, fixture};
+    use crate::common::{FakeUpstream, Reply, fixture};
     let rt = tokio::runtime::Runtime::new().unwrap();
     let up = rt.block_on(FakeUpstream::start(Reply::Status {
         status: 404,
@@ -556,7 +552,7 @@ fn connections_past_the_cap_are_refused_logged_and_counted() {
 /// a key file others can read gets a warning.
 #[test]
 fn the_api_key_never_leaks_and_a_loose_key_file_is_flagged() {
-    use common::{FakeUpstream, Reply};
+    use crate::common::{FakeUpstream, Reply};
     use std::os::unix::fs::PermissionsExt;
     const KEY: &str = "PLANTED-KEY-4f1c9e";
     let dir = std::env::temp_dir().join(format!("cme-leak-{}", std::process::id()));

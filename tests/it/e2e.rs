@@ -15,16 +15,12 @@
 //! Derived for speed, nothing else: rule group intervals become 5s (the `for:`
 //! durations stay), scrapes every 10s, and Alertmanager's waits become seconds.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
-
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Exporter, FakeUpstream, Reply, unmetered};
+use crate::common::{Exporter, FakeUpstream, Reply, unmetered};
 use crypto_market_exporter::domain::{Gauge, Market, Rejections, admit_all};
 use crypto_market_exporter::source::cryptowatch::parse;
 use serde_json::Value;
@@ -408,6 +404,9 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spike_reaches_the_sink_and_every_query_has_data() {
+    if !crate::common::tools_present("e2e", &["prometheus", "promtool", "amtool"]) {
+        return;
+    }
     let started = Instant::now();
     let prometheus = binary(&["prometheus"]);
     let alertmanager = binary(&["prometheus-alertmanager", "alertmanager"]);
@@ -581,7 +580,7 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
                 .map(|r| r["name"].as_str().unwrap().to_owned())
         })
         .collect();
-    // The lean default: 24 rules, 14 of them per-market names (tests/mixin.rs).
+    // The lean default: 24 rules, 14 of them per-market names (tests/it/mixin.rs).
     assert!(names.len() >= 20, "{names:?}");
     for name in &names {
         wait_until(&format!("series of {name}"), started, || async {
