@@ -580,7 +580,7 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
                 .map(|r| r["name"].as_str().unwrap().to_owned())
         })
         .collect();
-    // The lean default: 24 rules, 14 of them per-market names (tests/it/mixin.rs).
+    // The lean default: 24 rules, 13 per-market names (tests/it/mixin.rs).
     assert!(names.len() >= 20, "{names:?}");
     for name in &names {
         wait_until(&format!("series of {name}"), started, || async {
