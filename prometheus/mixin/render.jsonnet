@@ -45,7 +45,7 @@ ruleFiles(base, 'prometheus/rules', 'default')
 + {
   // The Prometheus Operator's objects: the default rules as a PrometheusRule, the
   // dashboards as a ConfigMap for Grafana's dashboard sidecar (label grafana_dashboard).
-  'deploy/kubernetes/prometheus-rules.yaml': yaml.manifest({
+  'deploy/kubernetes/base/prometheus-rules.yaml': yaml.manifest({
     apiVersion: 'monitoring.coreos.com/v1',
     kind: 'PrometheusRule',
     metadata: {
@@ -54,7 +54,7 @@ ruleFiles(base, 'prometheus/rules', 'default')
     },
     spec: { groups: base.prometheusRules.groups + base.prometheusAlerts.groups },
   }, header('default', 'Rules and alerts for the Prometheus Operator.')),
-  'deploy/kubernetes/grafana-dashboards.yaml': yaml.manifest({
+  'deploy/kubernetes/base/grafana-dashboards.yaml': yaml.manifest({
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: {

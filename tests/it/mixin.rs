@@ -586,7 +586,7 @@ fn parse_json_text(got: &mut Value, want: &Value) {
 /// PrometheusRule every group of prometheus/rules/, the ConfigMap every dashboard.
 #[test]
 fn kubernetes_objects_carry_the_default_rendering() {
-    let rule = yaml_file(&root().join("deploy/kubernetes/prometheus-rules.yaml"));
+    let rule = yaml_file(&root().join("deploy/kubernetes/base/prometheus-rules.yaml"));
     assert_eq!(rule["kind"], "PrometheusRule");
     let mut groups = Vec::new();
     for f in ["crypto-market.rules.yml", "crypto-market.alerts.yml"] {
@@ -596,7 +596,7 @@ fn kubernetes_objects_carry_the_default_rendering() {
     assert_eq!(rule_files(&root().join("prometheus/rules")).len(), 2);
     assert_eq!(rule["spec"]["groups"], Value::Array(groups));
 
-    let map = yaml_file(&root().join("deploy/kubernetes/grafana-dashboards.yaml"));
+    let map = yaml_file(&root().join("deploy/kubernetes/base/grafana-dashboards.yaml"));
     assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
     let data = map["data"].as_object().unwrap();
     assert_eq!(data.len(), 3);
