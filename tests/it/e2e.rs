@@ -255,6 +255,13 @@ fn derived_alertmanager(dir: &Path, slack: &str, smtp_port: u16) -> PathBuf {
     path
 }
 
+/// Every `wants` is in `text` (a message), or the test fails showing it.
+fn assert_says(what: &str, text: &str, wants: &[&str]) {
+    for want in wants {
+        assert!(text.contains(want), "{what} lacks {want:?}:\n{text}");
+    }
+}
+
 /// A minimal SMTP server: accepts every message (no TLS, no auth, as
 /// `smtp_require_tls: false` allows) and keeps its decoded text.
 async fn start_smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
@@ -516,19 +523,21 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
         let mails = mails.lock().unwrap();
         assert_eq!(mails.len(), 1, "exactly one e-mail expected: {mails:#?}");
         let mail = &mails[0];
-        for want in [
-            "Subject: [FIRING:1] CryptoMarketSpike btcusd on kraken",
-            "FIRING: A market's price is more than 3x its 1-hour average.",
-            "The price of btcusd on kraken is 91.4k, 3.",
-            "Market: kraken btcusd",
-            "Metric: price",
-            "Began: ",
-            "Dashboard: http://localhost:3000/d/crypto-market-detail/crypto-market-detail?var-exchange=kraken&var-pair=btcusd",
-            &graph,
-            "Runbook: https://github.com/crypto-market-exporter/crypto-market-exporter/blob/main/docs/runbook.md#cryptomarketspike",
-        ] {
-            assert!(mail.contains(want), "e-mail lacks {want:?}:\n{mail}");
-        }
+        assert_says(
+            "e-mail",
+            mail,
+            &[
+                "Subject: [FIRING:1] CryptoMarketSpike btcusd on kraken",
+                "FIRING: A market's price is more than 3x its 1-hour average.",
+                "The price of btcusd on kraken is 91.4k, 3.",
+                "Market: kraken btcusd",
+                "Metric: price",
+                "Began: ",
+                "Dashboard: http://localhost:3000/d/crypto-market-detail/crypto-market-detail?var-exchange=kraken&var-pair=btcusd",
+                &graph,
+                "Runbook: https://github.com/crypto-market-exporter/crypto-market-exporter/blob/main/docs/runbook.md#cryptomarketspike",
+            ],
+        );
         assert!(!mail.contains("RESOLVED"), "{mail}");
         let slack = notifications.lock().unwrap();
         assert_eq!(
@@ -544,16 +553,18 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
             "[FIRING:1] CryptoMarketSpike btcusd on kraken"
         );
         let text = attachment["text"].as_str().unwrap();
-        for want in [
-            "*FIRING* A market's price is more than 3x its 1-hour average.",
-            "The price of btcusd on kraken is 91.4k, 3.",
-            "Market: kraken btcusd",
-            "|Dashboard>",
-            &format!("<http://127.0.0.1:{prom_port}/graph?g0.expr="),
-            "#cryptomarketspike|Runbook>",
-        ] {
-            assert!(text.contains(want), "Slack message lacks {want:?}:\n{text}");
-        }
+        assert_says(
+            "Slack message",
+            text,
+            &[
+                "*FIRING* A market's price is more than 3x its 1-hour average.",
+                "The price of btcusd on kraken is 91.4k, 3.",
+                "Market: kraken btcusd",
+                "|Dashboard>",
+                &format!("<http://127.0.0.1:{prom_port}/graph?g0.expr="),
+                "#cryptomarketspike|Runbook>",
+            ],
+        );
     }
     let firing = query(&client, &prom, r#"ALERTS{alertstate="firing"}"#).await;
     assert_eq!(firing.len(), 1, "only one alert may fire: {firing:#?}");
@@ -646,20 +657,19 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
         "one firing, one resolved e-mail: {mails:#?}"
     );
     let mail = &mails[1];
-    for want in [
-        "Subject: [RESOLVED:1] CryptoMarketSpike btcusd on kraken",
-        "RESOLVED, no longer true: A market's price is more than 3x its 1-hour average.",
-        "Resolved at ",
-        "Last seen while firing: 91.4k, 3.",
-        "x the 1h average of ",
-        "Dashboard: http://localhost:3000/d/crypto-market-detail/",
-        &graph,
-    ] {
-        assert!(
-            mail.contains(want),
-            "resolved e-mail lacks {want:?}:\n{mail}"
-        );
-    }
+    assert_says(
+        "resolved e-mail",
+        mail,
+        &[
+            "Subject: [RESOLVED:1] CryptoMarketSpike btcusd on kraken",
+            "RESOLVED, no longer true: A market's price is more than 3x its 1-hour average.",
+            "Resolved at ",
+            "Last seen while firing: 91.4k, 3.",
+            "x the 1h average of ",
+            "Dashboard: http://localhost:3000/d/crypto-market-detail/",
+            &graph,
+        ],
+    );
     assert!(!mail.contains("FIRING"), "{mail}");
     assert!(
         !mail.contains("The price of btcusd on kraken is"),
@@ -677,16 +687,15 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
         "[RESOLVED:1] CryptoMarketSpike btcusd on kraken"
     );
     let text = attachment["text"].as_str().unwrap();
-    for want in [
-        "*RESOLVED*, no longer true:",
-        "Resolved at ",
-        "Last seen while firing: 91.4k",
-    ] {
-        assert!(
-            text.contains(want),
-            "resolved Slack message lacks {want:?}:\n{text}"
-        );
-    }
+    assert_says(
+        "resolved Slack message",
+        text,
+        &[
+            "*RESOLVED*, no longer true:",
+            "Resolved at ",
+            "Last seen while firing: 91.4k",
+        ],
+    );
     drop(upstream);
     exporter.stop().await;
 }

@@ -238,18 +238,23 @@ async fn demo_source_needs_no_network() {
     exporter.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_sources_share_one_valid_exposition() {
-    let (_upstream, exporter) =
-        exporter_on_excerpt(&["--source=cryptowatch,demo", "--demo.markets=20"]).await;
-    let m = exporter
+/// Waits until the cryptowatch and demo sources have each had a successful poll.
+async fn both_sources_polled(exporter: &Exporter) -> crate::common::Metrics {
+    exporter
         .wait_for("both sources", |m| {
             m.successes() >= 1.0
                 && m.get("crypto_market_exporter_polls_total{source=\"demo\",result=\"success\"}")
                     .unwrap_or(0.0)
                     >= 1.0
         })
-        .await;
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_sources_share_one_valid_exposition() {
+    let (_upstream, exporter) =
+        exporter_on_excerpt(&["--source=cryptowatch,demo", "--demo.markets=20"]).await;
+    let m = both_sources_polled(&exporter).await;
     // Each family appears once, with both sources' samples under it.
     for name in [
         "crypto_market_price",
@@ -474,14 +479,7 @@ async fn slices_of_metrics_partition_the_markets() {
         "--web.shards=3",
     ])
     .await;
-    let m = exporter
-        .wait_for("both sources", |m| {
-            m.successes() >= 1.0
-                && m.get("crypto_market_exporter_polls_total{source=\"demo\",result=\"success\"}")
-                    .unwrap_or(0.0)
-                    >= 1.0
-        })
-        .await;
+    let m = both_sources_polled(&exporter).await;
     let markets = |body: &str| -> Vec<String> {
         body.lines()
             .filter(|l| {

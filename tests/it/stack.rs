@@ -251,7 +251,8 @@ fn image_tag_is_the_crate_version_everywhere() {
     let compose = yaml("docker-compose.yml");
     assert_eq!(compose["services"]["exporter"]["image"], image.as_str());
     assert_eq!(compose["services"]["exporter"]["build"], ".");
-    let manifest = std::fs::read_to_string(root().join("deploy/kubernetes/base/exporter.yaml")).unwrap();
+    let manifest =
+        std::fs::read_to_string(root().join("deploy/kubernetes/base/exporter.yaml")).unwrap();
     let images: Vec<&str> = manifest
         .lines()
         .filter_map(|l| l.trim().strip_prefix("image: "))
@@ -321,7 +322,8 @@ fn exporter_container_is_hardened() {
     assert_eq!(exporter["security_opt"][0], "no-new-privileges:true");
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     assert!(dockerfile.lines().any(|l| l == "USER nonroot:nonroot"));
-    let manifest = std::fs::read_to_string(root().join("deploy/kubernetes/base/exporter.yaml")).unwrap();
+    let manifest =
+        std::fs::read_to_string(root().join("deploy/kubernetes/base/exporter.yaml")).unwrap();
     for line in [
         "runAsNonRoot: true",
         "readOnlyRootFilesystem: true",
