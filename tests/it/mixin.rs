@@ -20,27 +20,16 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn tool(name: &str) -> &str {
-    let ok = Command::new(name)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "{name} not found: apt-get install jsonnet prometheus (.ci/run does)"
-    );
-    name
-}
-
 fn yaml_file(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap();
     serde_saphyr::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Evaluates jsonnet code in prometheus/mixin.
+/// Evaluates jsonnet code in prometheus/mixin. (Callers are gated on jsonnet being
+/// present: `tools_present`.)
 fn jsonnet(code: &str) -> Value {
     let mixin = root().join("prometheus/mixin");
-    let out = Command::new(tool("jsonnet"))
+    let out = Command::new("jsonnet")
         .arg("-J")
         .arg(&mixin)
         .args(["--ext-code", "override={}"])
@@ -221,7 +210,7 @@ fn run_scenarios(variant: &str, dir: &str) -> (usize, usize, usize) {
         let target = scratch.join(&file);
         // JSON is YAML: promtool reads it as is.
         std::fs::write(&target, serde_json::to_string_pretty(&test).unwrap()).unwrap();
-        let out = Command::new(tool("promtool"))
+        let out = Command::new("promtool")
             .args(["test", "rules"])
             .arg(&target)
             .output()
@@ -353,7 +342,7 @@ fn every_config_switch_renders_rules_promtool_accepts_with_the_duplicate_lint() 
         assert_eq!(unique.len(), names.len(), "{switch}: a group name twice");
     }
     assert_eq!(rendered.len(), switches.len());
-    let out = Command::new(tool("promtool"))
+    let out = Command::new("promtool")
         .args(["check", "rules", "--lint=duplicate-rules", "--lint-fatal"])
         .args(&paths)
         .output()
