@@ -144,4 +144,30 @@ local u = import 'lib/util.libsonnet';
       + divergenceGroups + [health];
     // runbook_url on every alert, in one place.
     [g { rules: [withRunbook(r) for r in g.rules] } for g in all],
+
+  // The global ruler's extra group when scrape shards feed one TSDB
+  // (prometheus/rules-sharded). One absent() per shard, so the alert carries the
+  // dead shard's label and stays firing for as long as it is dead (an "is it
+  // missing compared with an hour ago" form would resolve by itself).
+  shardAlertingGroups(cfg)::
+    local s = cfg.scrapeShards;
+    local absent(i) =
+      'absent(up{' + cfg.exporterSelector + ',' + s.label + '="' + i + '"})';
+    if s.count < 2 then [] else [{
+      name: 'crypto-market-scrape-shards',
+      interval: cfg.intervals.fast,
+      split: '',
+      rules: [{
+        alert: 'CryptoMarketScrapeShardDown',
+        expr: std.join('\nor ', [absent(i) for i in std.range(0, s.count - 1)]) + '\n',
+        'for': s.downFor,
+        labels: { severity: 'critical' },
+        annotations: {
+          summary: 'A scrape shard has sent no samples.',
+          description: 'Scrape shard {{ $labels.' + s.label + ' }} of ' + s.count + ' has written no `up` series for ' + u.humanDuration(s.downFor) + ': the markets of its slice have no data, no rules and no alerts.',
+          runbook_url: cfg.runbookUrl + '#cryptomarketscrapesharddown',
+          dashboard_url: cfg.grafanaUrl + '/d/' + cfg.dashboardUids.exporter + '/' + cfg.dashboardUids.exporter,
+        },
+      }],
+    }],
 }

@@ -171,6 +171,27 @@
       s: 1252, t: 519, u: 384, v: 211, w: 522, x: 584, y: 95, z: 210,
     },
 
+    // ---- The rule engine (docs/scaling.md, "MetricsQL and vmalert") --------------------
+    // 'prometheus': Prometheus, and the rulers built on its engine (Thanos, Mimir).
+    //   A rule reads what an earlier rule of its group recorded at the same
+    //   evaluation; other groups' results are read as they stand.
+    // 'vmalert': VictoriaMetrics. vmalert writes results asynchronously, so a rule
+    //   never reads its own group's results (each expression is inlined instead), and
+    //   evaluations are aligned across groups, where VictoriaMetrics' lookback
+    //   (t - step, t] would make a read of another group's result race with that
+    //   group's write. Such reads take the last value written before this
+    //   evaluation, last_over_time(x[<interval>] offset 1ms): deterministic on any
+    //   number of vmalert replicas, one interval later than with Prometheus.
+    ruler: 'prometheus',
+
+    // ---- Scale-out: scrape shards (docs/scaling.md) ------------------------------------
+    // With N >= 2 scrape shards (vmagent or Prometheus agents, each scraping one
+    // slice, /metrics?shard=i&shards=N, and labelling its series shardLabel="i"),
+    // the global ruler also loads prometheus/rules-sharded: CryptoMarketScrapeShardDown
+    // fires when a shard's `up` series is absent (a dead scraper writes no up=0; its
+    // slice just goes quiet). 0 or 1: no shards, no such alert.
+    scrapeShards: { count: 2, label: 'shard', downFor: '5m' },
+
     // ---- Links -----------------------------------------------------------------------
     // Alerts carry runbook_url (<runbookUrl>#<alertname, lower case>) and
     // dashboard_url (<grafanaUrl>/d/<uid>/<uid>).

@@ -22,8 +22,10 @@ local strip(groups) = [{ [k]: g[k] for k in std.objectFields(g) if k != 'split' 
   // With the split each group keeps: which file it is rendered into.
   recordingGroups:: rules.recordingGroups(cfg),
   alertingGroups:: alerts.alertingGroups(cfg),
+  shardAlertingGroups:: alerts.shardAlertingGroups(cfg),
 
   prometheusRules:: { groups: strip(root.recordingGroups) },
   prometheusAlerts:: { groups: strip(root.alertingGroups) },
+  prometheusShardAlerts:: { groups: strip(root.shardAlertingGroups) },
   grafanaDashboards:: dashboards.all(cfg),
 }

@@ -20,6 +20,15 @@ local jsonText(x) = { '$json': x };
 
 ruleFiles(base, 'prometheus/rules', 'default')
 + ruleFiles(large, 'prometheus/rules-large', 'variants/large.libsonnet')
+// The default for vmalert: no rule reads its own group's results (docs/scaling.md).
++ ruleFiles(base { _config+:: { ruler: 'vmalert' } }, 'prometheus/rules-vmalert', "ruler: 'vmalert'")
++ {
+  // The global ruler's extra alert when scrape shards feed one TSDB (docs/scaling.md).
+  'prometheus/rules-sharded/crypto-market.shards.yml': yaml.manifest(
+    base.prometheusShardAlerts,
+    header('default', 'Scrape-shard alerts for the global ruler, with prometheus/rules.')
+  ),
+}
 + {
   ['grafana/dashboards/' + uid + '.json']: json(base.grafanaDashboards[uid])
   for uid in std.objectFields(base.grafanaDashboards)

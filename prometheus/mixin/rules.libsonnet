@@ -25,6 +25,10 @@ local u = import 'lib/util.libsonnet';
   // A group per (family, split) for the per-market families, in dependency order:
   // [{ name, interval, rules, split }] where split is the split's name ('' = none).
   recordingGroups(cfg)::
+    assert std.member(['prometheus', 'vmalert'], cfg.ruler) : "ruler must be 'prometheus' or 'vmalert', not '%s'" % cfg.ruler;
+    // vmalert: no rule reads its own group's results (config.libsonnet, `ruler`).
+    local vm = cfg.ruler == 'vmalert';
+    local prior(selector) = u.prior(cfg, selector, cfg.intervals.slow);
     local splits = u.splits(cfg);
     local perSplit(family, interval, rulesOf) = [
       { name: 'crypto-market-' + family + s.suffix, interval: interval, split: s.name, rules: rulesOf(s) }
@@ -54,7 +58,7 @@ local u = import 'lib/util.libsonnet';
            // Count, sum and sum of squares (n * (stdvar + mean^2)) of the raw samples
            // of each 5-minute window: sums, so that the 24h figures are those of every
            // raw sample, never an average of averages.
-           perSplit(m.short + '-rollup-5m', cfg.intervals.slow, function(s) $.rollups(cfg, key, s))
+           perSplit(m.short + '-rollup-5m', cfg.intervals.slow, function(s) $.rollups(cfg, key, s, inlineCount=vm))
            + (if cfg.stats24h.hourlyTotals then std.flattenArrays([
                 // The rollups of the last 24 whole clock hours: a subquery with a 1h step
                 // evaluates at whole hours whatever the group's schedule, so the three
@@ -76,18 +80,23 @@ local u = import 'lib/util.libsonnet';
                  'last_over_time(last_over_time(' + sel(rec(t + '24h_hourly'), s) + '[1h])[1h:1h] offset 1ms)'
                else
                  'sum_over_time(' + sel(rec(t + '5m'), s) + '[24h] offset 1ms)';
-             local N = if cfg.stats24h.recordCount then sel(rec('count24h'), s) else total('count');
+             local N = if cfg.stats24h.recordCount && !vm then sel(rec('count24h'), s) else total('count');
+             local avgExpr = total('sum') + ' / ' + N;
+             // Population standard deviation, clamped at 0 against rounding.
+             local stddevExpr(avg) = 'sqrt(clamp_min(' + total('sumsq') + ' / ' + N + ' - ' + avg + ' ^ 2, 0))';
+             // With vmalert, what the group records is inlined, not read back.
+             local avg = if vm then '(' + avgExpr + ')' else sel(rec('avg24h'), s);
+             local stddev = if vm then stddevExpr(avg) else sel(rec('stddev24h'), s);
              (if cfg.stats24h.recordCount then [{ record: rec('count24h'), expr: total('count') }] else [])
              + [
-               { record: rec('avg24h'), expr: total('sum') + ' / ' + N },
-               // Population standard deviation, clamped at 0 against rounding.
-               { record: rec('stddev24h'), expr: 'sqrt(clamp_min(' + total('sumsq') + ' / ' + N + ' - ' + sel(rec('avg24h'), s) + ' ^ 2, 0))' },
+               { record: rec('avg24h'), expr: avgExpr },
+               { record: rec('stddev24h'), expr: stddevExpr(avg) },
              ]
              + (if m.volatility24h then [{
                   // Unitless, so pairs priced in dollars and in fractions of a cent compare.
                   // Where every sample is 0 the ratio is NaN, which `>= 0` drops.
                   record: rec('volatility24h'),
-                  expr: sel(rec('stddev24h'), s) + ' / ' + sel(rec('avg24h'), s) + ' >= 0',
+                  expr: stddev + ' / ' + avg + ' >= 0',
                 }] else []))
          else []);
 
@@ -96,8 +105,8 @@ local u = import 'lib/util.libsonnet';
       local V = u.market(cfg, key, 'volatility24h');
       local K = cfg.rank.topK;
       local top = u.market(cfg, key, 'volatility24h_top' + K);
-      local vsel = u.select(cfg, V);
-      local tsel = u.select(cfg, top);
+      local vsel = prior(u.select(cfg, V));
+      local tsel = prior(u.select(cfg, top));
       if !cfg.rank.enabled then [] else [
         // The markets at or above the K-th largest volatility (more with ties): the
         // only ones the rank's comparisons run on, so it costs one pass, not K.
@@ -143,7 +152,7 @@ local u = import 'lib/util.libsonnet';
             split: '',
             // The grid point as the rule's label (not label_replace), so that
             // promtool's duplicate lint tells the nine rules apart.
-            rules: [{ record: Q, expr: 'quantile(' + q.label + ', ' + u.select(cfg, V) + ')', labels: { quantile: q.label } }],
+            rules: [{ record: Q, expr: 'quantile(' + q.label + ', ' + prior(u.select(cfg, V)) + ')', labels: { quantile: q.label } }],
           }
           for q in points
         ]
@@ -153,7 +162,7 @@ local u = import 'lib/util.libsonnet';
           expr: '(\n'
                 + std.join('', [
                   (if i == 0 then '    ' else '  + ')
-                  + '(' + sel(V, s) + ' >= bool on() group_left() ' + Q + '{quantile="' + points[i].label + '"})\n'
+                  + '(' + prior(sel(V, s)) + ' >= bool on() group_left() ' + prior(Q + '{quantile="' + points[i].label + '"}') + ')\n'
                   for i in std.range(0, std.length(points) - 1)
                 ])
                 + ') / ' + grid + '\n',
@@ -167,7 +176,9 @@ local u = import 'lib/util.libsonnet';
           { record: 'pair:' + P + ':exchanges', expr: 'count by (pair) (' + sel(P, s) + ')' },
           {
             record: 'market:' + P + ':divergence_ratio',
-            expr: sel(P, s) + ' / on(pair) group_left() ' + sel('pair:' + P + ':median', s) + ' - 1',
+            expr: sel(P, s) + ' / on(pair) group_left() '
+                  + (if vm then 'quantile by (pair) (0.5, ' + sel(P, s) + ')' else sel('pair:' + P + ':median', s))
+                  + ' - 1',
           },
         ]);
 

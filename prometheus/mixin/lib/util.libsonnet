@@ -83,6 +83,17 @@ local balanced(n, weights) =
   // Recorded series names: level:metric:operations.
   market(cfg, key, op):: 'market:' + cfg.metrics[key].name + ':' + op,
 
+  // '5m' -> '10m'.
+  twice(d):: (2 * std.parseInt(std.substr(d, 0, std.length(d) - 1))) + d[std.length(d) - 1],
+
+  // A rule's read of what another group recorded. With ruler 'vmalert' (config.libsonnet):
+  // the last value written before this evaluation, within two of that group's
+  // intervals (one missed evaluation is bridged); with Prometheus, as it stands.
+  prior(cfg, selector, interval)::
+    if cfg.ruler == 'vmalert'
+    then 'last_over_time(' + selector + '[' + $.twice(interval) + '] offset 1ms)'
+    else selector,
+
   // '5m' -> '5 minutes', '1h' -> '1 hour': durations in alert texts.
   humanDuration(d)::
     local n = std.parseInt(std.substr(d, 0, std.length(d) - 1));
