@@ -22,6 +22,7 @@ expect slack,email    alertname=CryptoMarketSpike severity=warning metric=volume
 expect slack,email    alertname=CryptoMarketPriceDivergence severity=warning exchange=livecoin pair=btcusd
 expect email          alertname=SomethingElse severity=warning
 expect slack,email    alertname=CryptoMarketExporterDown severity=critical job=crypto-market-exporter instance=exporter:9795
+expect slack,email    alertname=CryptoMarketScrapeShardDown severity=critical job=crypto-market-exporter shard=1
 expect slack,email    alertname=CryptoMarketUpstreamFailing severity=warning source=cryptowatch
 expect slack,email    alertname=CryptoMarketStaleQuotes severity=warning source=cryptowatch
 expect slack,email    alertname=CryptoMarketCreditsLow severity=warning source=cryptowatch

@@ -10,6 +10,8 @@
 //! - [`stack`]: compose, provisioning and dashboard conventions, offline
 //! - [`mixin`]: the rendered rules, alerts and dashboards (jsonnet, promtool)
 //! - [`e2e`]: the real Prometheus and Alertmanager binaries end to end
+//! - [`scale`]: sharded scraping into VictoriaMetrics, vmalert, an Alertmanager HA
+//!   pair, checked against Prometheus on the same samples
 //!
 //! Tests that need Debian's prometheus, prometheus-alertmanager or jsonnet skip with
 //! a message when those are missing, unless `CME_REQUIRE_TOOLS=1` (set by
@@ -18,6 +20,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
 
 mod common;
+mod harness;
 
 mod binary;
 mod config;
@@ -27,4 +30,5 @@ mod faults;
 mod http;
 mod live_sources;
 mod mixin;
+mod scale;
 mod stack;

@@ -42,6 +42,23 @@ fn compose_file_is_complete_and_pinned() {
     ] {
         assert!(services.contains_key(name), "service {name} missing");
     }
+    check_services(&compose);
+    // 90 days of retention on a named volume; the live kraken source by default.
+    let prom = services["prometheus"]["command"].as_array().unwrap();
+    assert!(
+        prom.iter()
+            .any(|a| a == "--storage.tsdb.retention.time=90d")
+    );
+    assert_eq!(
+        services["exporter"]["environment"]["CRYPTO_MARKET_EXPORTER_SOURCE"],
+        "${CRYPTO_MARKET_EXPORTER_SOURCE:-kraken}"
+    );
+}
+
+/// Pinned images, healthchecks that dependencies wait for, mounts that exist and are
+/// read-only, named volumes declared, secrets' default files present.
+fn check_services(compose: &Value) {
+    let services = compose["services"].as_object().unwrap();
     let volumes = compose["volumes"].as_object().unwrap();
     for (name, svc) in services {
         // Pinned images: a tag that is a version, never `latest` or none.
@@ -113,16 +130,148 @@ fn compose_file_is_complete_and_pinned() {
             "secret {name}: {default} missing"
         );
     }
-    // 90 days of retention on a named volume; the live kraken source by default.
-    let prom = services["prometheus"]["command"].as_array().unwrap();
+}
+
+/// `docker compose -f a -f b` as Compose merges them (the parts these files use):
+/// mappings merge key by key, `volumes` by container path, sequences such as
+/// `command` are replaced.
+fn compose_merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(Value::Array(existing)) if k == "volumes" => {
+                        let target =
+                            |m: &Value| m.as_str().unwrap().split(':').nth(1).unwrap().to_owned();
+                        for m in v.as_array().unwrap() {
+                            existing.retain(|e| target(e) != target(m));
+                            existing.push(m.clone());
+                        }
+                    }
+                    Some(slot) => compose_merge(slot, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// docker-compose.scale.yml over the main file: a complete stack by the same rules,
+/// and one slice count everywhere: the exporter's, each shard's scrape parameters,
+/// and the shard alert's (prometheus/rules-sharded).
+#[test]
+fn scale_override_is_complete_and_its_shards_agree() {
+    let mut merged = yaml("docker-compose.yml");
+    compose_merge(&mut merged, &yaml("docker-compose.scale.yml"));
+    check_services(&merged);
+    let services = &merged["services"];
+    let shards = services["exporter"]["environment"]["CRYPTO_MARKET_EXPORTER_WEB_SHARDS"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let args = |svc: &str| -> Vec<String> {
+        services[svc]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mount_of = |svc: &str, target: &str| -> String {
+        services[svc]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .find(|m| m.split(':').nth(1) == Some(target))
+            .unwrap_or_else(|| panic!("{svc}: nothing mounted at {target}"))
+            .split(':')
+            .next()
+            .unwrap()
+            .trim_start_matches("./")
+            .to_owned()
+    };
+    // Shard 0: the Prometheus agent reads the remote-write example.
+    let prom = args("prometheus");
     assert!(
-        prom.iter()
-            .any(|a| a == "--storage.tsdb.retention.time=90d")
+        prom.contains(&"--enable-feature=agent".to_owned()),
+        "{prom:?}"
     );
+    let config = prom
+        .iter()
+        .find_map(|a| a.strip_prefix("--config.file="))
+        .unwrap();
+    let agent = yaml(&mount_of("prometheus", config));
+    let job = &agent["scrape_configs"][0];
+    assert_eq!(job["params"]["shards"][0], shards.as_str());
+    assert_eq!(job["params"]["shard"][0], "0");
+    assert_eq!(agent["global"]["external_labels"]["shard"], "0");
+    // Shard 1: vmagent, its slice from the environment.
+    let env = &services["vmagent"]["environment"];
+    assert_eq!(env["SHARDS"], shards.as_str());
+    assert_eq!(env["SHARD"], "1");
+    let vmagent = yaml(&mount_of("vmagent", "/etc/vmagent/shard.yml"));
+    let job = &vmagent["scrape_configs"][0];
+    assert_eq!(job["params"]["shards"][0], "%{SHARDS}");
+    assert_eq!(job["static_configs"][0]["labels"]["shard"], "%{SHARD}");
+    assert_eq!(job["static_configs"][0]["targets"][0], "%{EXPORTER}");
+    // Both write where VictoriaMetrics listens, and vmalert reads it.
+    let vm_url = "http://victoria-metrics:8428";
+    assert!(args("vmagent").contains(&format!("-remoteWrite.url={vm_url}/api/v1/write")));
     assert_eq!(
-        services["exporter"]["environment"]["CRYPTO_MARKET_EXPORTER_SOURCE"],
-        "${CRYPTO_MARKET_EXPORTER_SOURCE:-kraken}"
+        agent["remote_write"][0]["url"],
+        format!("{vm_url}/api/v1/write").as_str()
     );
+    let vmalert = args("vmalert");
+    assert!(vmalert.contains(&format!("-datasource.url={vm_url}")));
+    // vmalert loads the vmalert rendering and the shard alert, for as many shards.
+    for (flag, dir) in [
+        ("-rule=/etc/rules/vmalert/*.yml", "prometheus/rules-vmalert"),
+        ("-rule=/etc/rules/sharded/*.yml", "prometheus/rules-sharded"),
+    ] {
+        assert!(vmalert.contains(&flag.to_owned()), "{vmalert:?}");
+        let target = flag.trim_start_matches("-rule=").trim_end_matches("/*.yml");
+        assert_eq!(mount_of("vmalert", target), dir);
+    }
+    let sharded =
+        std::fs::read_to_string(root().join("prometheus/rules-sharded/crypto-market.shards.yml"))
+            .unwrap();
+    let n: usize = shards.parse().unwrap();
+    for i in 0..n {
+        assert!(
+            sharded.contains(&format!("shard=\"{i}\"")),
+            "no absent() for shard {i}"
+        );
+    }
+    assert!(!sharded.contains(&format!("shard=\"{n}\"")));
+    // The Alertmanager pair: each the other's peer, both notified.
+    for (am, peer) in [
+        ("alertmanager", "alertmanager-2"),
+        ("alertmanager-2", "alertmanager"),
+    ] {
+        assert!(
+            args(am).contains(&format!("--cluster.peer={peer}:9094")),
+            "{am}"
+        );
+        assert!(
+            vmalert.contains(&format!("-notifier.url=http://{am}:9093")),
+            "{am}"
+        );
+    }
+    // Grafana's datasource: the same uid, now VictoriaMetrics.
+    let ds = yaml(&mount_of(
+        "grafana",
+        "/etc/grafana/provisioning/datasources/prometheus.yml",
+    ));
+    let main_ds = yaml("grafana/provisioning/datasources/prometheus.yml");
+    assert_eq!(
+        ds["datasources"][0]["uid"],
+        main_ds["datasources"][0]["uid"]
+    );
+    assert_eq!(ds["datasources"][0]["url"], vm_url);
 }
 
 #[test]
