@@ -642,3 +642,136 @@ fn dashboards_read_only_what_each_switch_records() {
         }
     }
 }
+
+/// Recording rules of rendered files: (group, record, expr).
+fn recording_rules_of(files: &BTreeMap<String, Value>) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for file in files.values() {
+        for g in file["groups"].as_array().unwrap() {
+            for r in g["rules"].as_array().unwrap() {
+                if let Some(record) = r["record"].as_str() {
+                    out.push((
+                        g["name"].as_str().unwrap().to_owned(),
+                        record.to_owned(),
+                        r["expr"].as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether every read of `name` in `expr` takes what was written before this
+/// evaluation: a range ending 1ms early (`name{..}[w] offset 1ms`), or a range inside
+/// a subquery that ends 1ms early (`f(name{..}[w])[r:s] offset 1ms`).
+fn reads_only_before(expr: &str, name: &str) -> bool {
+    let mut rest = expr;
+    while let Some(at) = rest.find(name) {
+        let after = &rest[at + name.len()..];
+        let before_ok = rest[..at]
+            .chars()
+            .last()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+        let next = after.chars().next();
+        if !before_ok || next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            rest = after; // a longer name that starts or ends with this one
+            continue;
+        }
+        let after = match after.strip_prefix('{') {
+            Some(s) => &s[s.find('}').unwrap() + 1..],
+            None => after,
+        };
+        let Some(window) = after.strip_prefix('[') else {
+            return false; // an instant read
+        };
+        let tail = &window[window.find(']').unwrap() + 1..];
+        let subquery_end = tail
+            .strip_prefix(")[")
+            .and_then(|s| s.find(']').map(|i| &s[i + 1..]));
+        if !(tail.starts_with(" offset 1ms")
+            || subquery_end.is_some_and(|s| s.starts_with(" offset 1ms")))
+        {
+            return false;
+        }
+        rest = tail;
+    }
+    true
+}
+
+/// vmalert writes results asynchronously and aligns every group's evaluations, so
+/// its rendering (config `ruler: 'vmalert'`, docs/scaling.md) must not read what its
+/// own group records, and reads what other groups record only as written before the
+/// evaluation (deterministic, whichever group runs first). Checked on every config
+/// switch. The Prometheus rendering does chain rules in a group: the four listed
+/// here, which the vmalert rendering inlines. (tests/it/scale.rs runs it on
+/// vmalert; CME_SCALE_RENDERING=rules there shows the Prometheus rendering failing.)
+#[test]
+fn the_vmalert_rendering_reads_no_result_of_its_own_evaluation() {
+    if !crate::common::tools_present(
+        "mixin::the_vmalert_rendering_reads_no_result_of_its_own_evaluation",
+        &["jsonnet"],
+    ) {
+        return;
+    }
+    let switches = switches();
+    let overrides: Vec<(String, String)> = switches
+        .iter()
+        .map(|(n, o)| (n.to_string(), format!("{o} + {{ ruler: 'vmalert' }}")))
+        .chain([("prometheus".to_owned(), "{}".to_owned())])
+        .collect();
+    let refs: Vec<(&str, &str)> = overrides
+        .iter()
+        .map(|(n, o)| (n.as_str(), o.as_str()))
+        .collect();
+    let rendered = render_switches(&refs);
+    for (switch, files) in &rendered {
+        let rules = recording_rules_of(files);
+        let recorded: BTreeSet<&str> = rules.iter().map(|(_, r, _)| r.as_str()).collect();
+        let mut chained = BTreeSet::new();
+        for (group, record, expr) in &rules {
+            for name in recorded_refs(expr) {
+                if !recorded.contains(name.as_str()) {
+                    continue;
+                }
+                let own = rules.iter().any(|(g, r, _)| g == group && *r == name);
+                if switch == "prometheus" {
+                    if own {
+                        chained.insert(record.clone());
+                    }
+                    continue;
+                }
+                assert!(
+                    !own,
+                    "{switch}: {record} reads {name}, which its group {group} records"
+                );
+                assert!(
+                    reads_only_before(expr, &name),
+                    "{switch}: {record} reads {name} as it stands, racing its writer: {expr}"
+                );
+            }
+        }
+        if switch == "prometheus" {
+            let want: BTreeSet<String> = [
+                "market:crypto_market_price:sumsq5m",
+                "market:crypto_market_price:stddev24h",
+                "market:crypto_market_price:volatility24h",
+                "market:crypto_market_price:divergence_ratio",
+            ]
+            .map(str::to_owned)
+            .into();
+            assert_eq!(chained, want, "the rules the vmalert rendering inlines");
+        }
+    }
+    assert!(reads_only_before(
+        "last_over_time(a:b:c{x=\"1\"}[10m] offset 1ms)",
+        "a:b:c"
+    ));
+    assert!(reads_only_before(
+        "last_over_time(last_over_time(a:b:c[1h])[1h:1h] offset 1ms)",
+        "a:b:c"
+    ));
+    assert!(!reads_only_before("a:b:c / 2", "a:b:c"));
+    assert!(!reads_only_before("avg_over_time(a:b:c[10m])", "a:b:c"));
+    assert!(reads_only_before("x:a:b:c / 2", "a:b:c"));
+}
