@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use crypto_market_exporter::admission::Admission;
 use crypto_market_exporter::domain::Market;
 use crypto_market_exporter::exposition::{Exposition, Format, MarketFragments};
+use crypto_market_exporter::self_metrics::{self, SourceMetrics};
 use crypto_market_exporter::source::SourceKind;
 use crypto_market_exporter::source::cryptowatch::{parse, parse_page};
-use crypto_market_exporter::stats::{self, SourceMetrics};
 
 fn main() {
     divan::main();
@@ -38,7 +38,7 @@ fn self_metrics() -> [String; 2] {
         SourceKind::Cryptowatch,
         SourceMetrics::new(SourceKind::Cryptowatch).values(),
     )];
-    Format::ALL.map(|f| stats::render(f, &values))
+    Format::ALL.map(|f| self_metrics::render(f, &values))
 }
 
 /// JSON body → typed DTOs → raw domain markets.

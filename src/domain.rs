@@ -3,7 +3,7 @@
 
 /// The per-market gauges of the metric contract, in exposition order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gauge {
+pub enum MarketGauge {
     Price,
     PriceHigh24h,
     PriceLow24h,
@@ -13,51 +13,51 @@ pub enum Gauge {
     VolumeUsd24h,
 }
 
-impl Gauge {
+impl MarketGauge {
     pub const COUNT: usize = 7;
-    pub const ALL: [Gauge; Self::COUNT] = [
-        Gauge::Price,
-        Gauge::PriceHigh24h,
-        Gauge::PriceLow24h,
-        Gauge::PriceChangeRatio24h,
-        Gauge::Volume24h,
-        Gauge::VolumeQuote24h,
-        Gauge::VolumeUsd24h,
+    pub const ALL: [MarketGauge; Self::COUNT] = [
+        MarketGauge::Price,
+        MarketGauge::PriceHigh24h,
+        MarketGauge::PriceLow24h,
+        MarketGauge::PriceChangeRatio24h,
+        MarketGauge::Volume24h,
+        MarketGauge::VolumeQuote24h,
+        MarketGauge::VolumeUsd24h,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Gauge::Price => "crypto_market_price",
-            Gauge::PriceHigh24h => "crypto_market_price_high_24h",
-            Gauge::PriceLow24h => "crypto_market_price_low_24h",
-            Gauge::PriceChangeRatio24h => "crypto_market_price_change_ratio_24h",
-            Gauge::Volume24h => "crypto_market_volume_24h",
-            Gauge::VolumeQuote24h => "crypto_market_volume_quote_24h",
-            Gauge::VolumeUsd24h => "crypto_market_volume_usd_24h",
+            MarketGauge::Price => "crypto_market_price",
+            MarketGauge::PriceHigh24h => "crypto_market_price_high_24h",
+            MarketGauge::PriceLow24h => "crypto_market_price_low_24h",
+            MarketGauge::PriceChangeRatio24h => "crypto_market_price_change_ratio_24h",
+            MarketGauge::Volume24h => "crypto_market_volume_24h",
+            MarketGauge::VolumeQuote24h => "crypto_market_volume_quote_24h",
+            MarketGauge::VolumeUsd24h => "crypto_market_volume_usd_24h",
         }
     }
 
     pub fn help(self) -> &'static str {
         match self {
-            Gauge::Price => {
+            MarketGauge::Price => {
                 "Last trade price in quote currency, cached from the last successful poll."
             }
-            Gauge::PriceHigh24h => {
+            MarketGauge::PriceHigh24h => {
                 "Highest trade price of the rolling 24h window in quote currency, cached from the last successful poll."
             }
-            Gauge::PriceLow24h => {
+            MarketGauge::PriceLow24h => {
                 "Lowest trade price of the rolling 24h window in quote currency, cached from the last successful poll."
             }
-            Gauge::PriceChangeRatio24h => {
+            MarketGauge::PriceChangeRatio24h => {
                 "Price change over the rolling 24h window as a ratio (0.02 = +2%), cached from the last successful poll."
             }
-            Gauge::Volume24h => {
+            MarketGauge::Volume24h => {
                 "Traded volume of the rolling 24h window in base currency, cached from the last successful poll."
             }
-            Gauge::VolumeQuote24h => {
+            MarketGauge::VolumeQuote24h => {
                 "Traded volume of the rolling 24h window in quote currency, cached from the last successful poll."
             }
-            Gauge::VolumeUsd24h => {
+            MarketGauge::VolumeUsd24h => {
                 "Traded volume of the rolling 24h window in US dollars, where the source reports it, cached from the last successful poll."
             }
         }
@@ -67,13 +67,16 @@ impl Gauge {
     fn is_price(self) -> bool {
         matches!(
             self,
-            Gauge::Price | Gauge::PriceHigh24h | Gauge::PriceLow24h | Gauge::PriceChangeRatio24h
+            MarketGauge::Price
+                | MarketGauge::PriceHigh24h
+                | MarketGauge::PriceLow24h
+                | MarketGauge::PriceChangeRatio24h
         )
     }
 
     /// Only the change ratio may legitimately be negative.
     fn may_be_negative(self) -> bool {
-        self == Gauge::PriceChangeRatio24h
+        self == MarketGauge::PriceChangeRatio24h
     }
 }
 
@@ -84,8 +87,8 @@ pub struct RawMarket {
     pub pair: String,
     /// Base and quote currency symbols (`btc`, `usd`), where the source tells them.
     pub assets: Option<Assets>,
-    /// Indexed by `Gauge as usize`; `None` where the source does not report it.
-    pub values: [Option<f64>; Gauge::COUNT],
+    /// Indexed by `MarketGauge as usize`; `None` where the source does not report it.
+    pub values: [Option<f64>; MarketGauge::COUNT],
 }
 
 /// One validated market: every present value is finite, and non-negative
@@ -95,7 +98,7 @@ pub struct Market {
     pub exchange: String,
     pub pair: String,
     pub assets: Option<Assets>,
-    pub values: [Option<f64>; Gauge::COUNT],
+    pub values: [Option<f64>; MarketGauge::COUNT],
 }
 
 /// The two currencies of a pair, lowercase as in Cryptowatch (`btc`, `usdt`).
@@ -120,7 +123,7 @@ impl Assets {
 }
 
 impl Market {
-    pub fn get(&self, gauge: Gauge) -> Option<f64> {
+    pub fn get(&self, gauge: MarketGauge) -> Option<f64> {
         self.values[gauge as usize]
     }
 }
@@ -203,7 +206,7 @@ pub fn admit(raw: RawMarket, rejections: &mut Rejections) -> Option<Market> {
         return None;
     }
     let mut values = raw.values;
-    for gauge in Gauge::ALL {
+    for gauge in MarketGauge::ALL {
         let slot = &mut values[gauge as usize];
         let Some(v) = *slot else { continue };
         let reason = if v.is_nan() {
@@ -222,9 +225,9 @@ pub fn admit(raw: RawMarket, rejections: &mut Rejections) -> Option<Market> {
     }
     // A last price of exactly 0 means "no trade in 24h", not "worth nothing":
     // exporting it would put a fake crash on every graph and alert.
-    if values[Gauge::Price as usize] == Some(0.0) {
+    if values[MarketGauge::Price as usize] == Some(0.0) {
         rejections.no_trades += 1;
-        for gauge in Gauge::ALL.into_iter().filter(|g| g.is_price()) {
+        for gauge in MarketGauge::ALL.into_iter().filter(|g| g.is_price()) {
             values[gauge as usize] = None;
         }
     }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use flate2::{Compress, Compression, Crc, FlushCompress};
 use http_body::{Frame, SizeHint};
 
-use crate::domain::{Gauge, Market};
+use crate::domain::{Market, MarketGauge};
 
 /// The two exposition formats a client can negotiate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl Format {
 
 /// Metric types as the self-metrics need them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum MetricType {
     Gauge,
     Counter,
     Histogram,
@@ -49,14 +49,14 @@ pub enum Kind {
 
 /// Writes `# HELP`/`# TYPE` for a family. `name` is the family name without
 /// the `_total`/`_info` suffix; the two formats differ only here.
-pub fn write_header(out: &mut String, format: Format, name: &str, kind: Kind, help: &str) {
+pub fn write_header(out: &mut String, format: Format, name: &str, kind: MetricType, help: &str) {
     let (family, type_name) = match (format, kind) {
-        (_, Kind::Gauge) => (name.to_owned(), "gauge"),
-        (_, Kind::Histogram) => (name.to_owned(), "histogram"),
-        (Format::Text, Kind::Counter) => (format!("{name}_total"), "counter"),
-        (Format::OpenMetrics, Kind::Counter) => (name.to_owned(), "counter"),
-        (Format::Text, Kind::Info) => (format!("{name}_info"), "gauge"),
-        (Format::OpenMetrics, Kind::Info) => (name.to_owned(), "info"),
+        (_, MetricType::Gauge) => (name.to_owned(), "gauge"),
+        (_, MetricType::Histogram) => (name.to_owned(), "histogram"),
+        (Format::Text, MetricType::Counter) => (format!("{name}_total"), "counter"),
+        (Format::OpenMetrics, MetricType::Counter) => (name.to_owned(), "counter"),
+        (Format::Text, MetricType::Info) => (format!("{name}_info"), "gauge"),
+        (Format::OpenMetrics, MetricType::Info) => (name.to_owned(), "info"),
     };
     let _ = writeln!(out, "# HELP {family} {}", escape_help(help));
     let _ = writeln!(out, "# TYPE {family} {type_name}");
@@ -196,7 +196,7 @@ fn gzip_chunks(chunks: &[&Chunk]) -> Vec<Bytes> {
 /// (`--web.shards`; one slice unless sharded).
 #[derive(Debug, Default)]
 pub struct MarketFragments {
-    pub families: [Vec<Chunk>; Gauge::COUNT],
+    pub families: [Vec<Chunk>; MarketGauge::COUNT],
     pub markets: usize,
 }
 
@@ -210,7 +210,7 @@ impl MarketFragments {
             .iter()
             .map(|m| crate::shard::of(&m.pair, shards))
             .collect();
-        let families = Gauge::ALL.map(|gauge| {
+        let families = MarketGauge::ALL.map(|gauge| {
             let mut outs: Vec<String> = (0..shards)
                 .map(|_| String::with_capacity(markets.len() / shards * 72))
                 .collect();
@@ -250,14 +250,14 @@ impl MarketFragments {
 }
 
 /// `# HELP`/`# TYPE` of each market gauge: identical in both formats.
-static GAUGE_HEADERS: LazyLock<[Chunk; Gauge::COUNT]> = LazyLock::new(|| {
-    Gauge::ALL.map(|gauge| {
+static GAUGE_HEADERS: LazyLock<[Chunk; MarketGauge::COUNT]> = LazyLock::new(|| {
+    MarketGauge::ALL.map(|gauge| {
         let mut header = String::new();
         write_header(
             &mut header,
             Format::Text,
             gauge.name(),
-            Kind::Gauge,
+            MetricType::Gauge,
             gauge.help(),
         );
         Chunk::new(Bytes::from(header))
@@ -278,9 +278,12 @@ struct Bodies {
 impl Bodies {
     /// Market chunks family by family (each family's header once, where it has
     /// samples), then the self-metrics when given.
-    fn stitch(families: [Vec<&Chunk>; Gauge::COUNT], self_metrics: Option<&[Chunk; 2]>) -> Self {
+    fn stitch(
+        families: [Vec<&Chunk>; MarketGauge::COUNT],
+        self_metrics: Option<&[Chunk; 2]>,
+    ) -> Self {
         let mut markets: Vec<&Chunk> = Vec::new();
-        for (gauge, chunks) in Gauge::ALL.into_iter().zip(families) {
+        for (gauge, chunks) in MarketGauge::ALL.into_iter().zip(families) {
             let chunks: Vec<&Chunk> = chunks.into_iter().filter(|c| !c.text.is_empty()).collect();
             if !chunks.is_empty() {
                 markets.push(&GAUGE_HEADERS[gauge as usize]);
@@ -318,7 +321,7 @@ impl Exposition {
     /// self-metrics (one rendering per format); with `shards` > 1, each slice too.
     pub fn compose(sources: &[&MarketFragments], self_metrics: [String; 2], shards: usize) -> Self {
         let self_metrics = self_metrics.map(|s| Chunk::new(Bytes::from(s)));
-        let family = |gauge: Gauge, slice: Option<usize>| -> Vec<&Chunk> {
+        let family = |gauge: MarketGauge, slice: Option<usize>| -> Vec<&Chunk> {
             sources
                 .iter()
                 .flat_map(|s| {
@@ -330,12 +333,15 @@ impl Exposition {
                 })
                 .collect()
         };
-        let all = Bodies::stitch(Gauge::ALL.map(|g| family(g, None)), Some(&self_metrics));
+        let all = Bodies::stitch(
+            MarketGauge::ALL.map(|g| family(g, None)),
+            Some(&self_metrics),
+        );
         let slices = if shards > 1 {
             (0..shards)
                 .map(|i| {
                     Bodies::stitch(
-                        Gauge::ALL.map(|g| family(g, Some(i))),
+                        MarketGauge::ALL.map(|g| family(g, Some(i))),
                         (i == 0).then_some(&self_metrics),
                     )
                 })
@@ -515,7 +521,13 @@ mod tests {
     #[test]
     fn headers_differ_only_for_counters_and_info() {
         let mut t = String::new();
-        write_header(&mut t, Format::Text, "x_polls", Kind::Counter, "Polls.");
+        write_header(
+            &mut t,
+            Format::Text,
+            "x_polls",
+            MetricType::Counter,
+            "Polls.",
+        );
         assert_eq!(
             t,
             "# HELP x_polls_total Polls.\n# TYPE x_polls_total counter\n"
@@ -525,12 +537,18 @@ mod tests {
             &mut o,
             Format::OpenMetrics,
             "x_polls",
-            Kind::Counter,
+            MetricType::Counter,
             "Polls.",
         );
         assert_eq!(o, "# HELP x_polls Polls.\n# TYPE x_polls counter\n");
         let mut o = String::new();
-        write_header(&mut o, Format::OpenMetrics, "x_build", Kind::Info, "Build.");
+        write_header(
+            &mut o,
+            Format::OpenMetrics,
+            "x_build",
+            MetricType::Info,
+            "Build.",
+        );
         assert_eq!(o, "# HELP x_build Build.\n# TYPE x_build info\n");
     }
 

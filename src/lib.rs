@@ -11,13 +11,13 @@
 //!   ([`source::cryptowatch`], [`source::kraken`], [`source::binance`],
 //!   [`source::coinbase`], [`source::demo`]); wire DTOs live there.
 //! - [`upstream`]: outbound HTTP: governor quota, timeouts, body cap, 429.
-//! - [`domain`]: `Market`, the metric contract ([`domain::Gauge`]) and validation.
+//! - [`domain`]: `Market`, the metric contract ([`domain::MarketGauge`]) and validation.
 //! - [`filter`]: include/exclude globs ([`glob`]) and the market cap;
 //!   [`admission`] applies them, with validation, market by market.
 //! - [`poller`]: one task per source: poll, pace, back off, publish.
 //! - [`exposition`]: rendering, format negotiation types, gzip;
 //!   [`shard`]: slices of `/metrics` for sharded scraping.
-//! - [`stats`]: the `crypto_market_exporter_*` self-metrics.
+//! - [`self_metrics`]: the `crypto_market_exporter_*` self-metrics.
 //! - [`state`]: the slots and the atomically swapped exposition.
 //! - [`server`]: the axum router; [`serve`]: the server loop with its
 //!   timeouts and connection cap; [`accept`]: the listener that counts failed
@@ -38,12 +38,12 @@ pub mod healthcheck;
 pub mod listen;
 pub mod logging;
 pub mod poller;
+pub mod self_metrics;
 pub mod serve;
 pub mod server;
 pub mod shard;
 pub mod source;
 pub mod state;
-pub mod stats;
 pub mod units;
 pub mod upstream;
 pub mod web_config;

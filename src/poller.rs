@@ -13,9 +13,9 @@ use crate::admission::Admission;
 use crate::config::PollConfig;
 use crate::exposition::MarketFragments;
 use crate::filter::MarketFilter;
+use crate::self_metrics::PollReport;
 use crate::source::{Credits, Fetched, Source, SourceError};
 use crate::state::{Shared, Slot};
-use crate::stats::PollReport;
 use crate::units::format_duration;
 
 const DAY: Duration = Duration::from_secs(86_400);

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::exposition::{Exposition, Format, MarketFragments};
+use crate::self_metrics::{self, SourceMetrics};
 use crate::source::SourceKind;
-use crate::stats::{self, SourceMetrics};
 
 /// One source's latest data and its metrics.
 #[derive(Debug)]
@@ -69,7 +69,7 @@ impl Shared {
             .iter()
             .map(|s| (s.metrics.source, s.metrics.values()))
             .collect();
-        let self_metrics = Format::ALL.map(|f| stats::render(f, &values));
+        let self_metrics = Format::ALL.map(|f| self_metrics::render(f, &values));
         self.exposition.store(Arc::new(Exposition::compose(
             &refs,
             self_metrics,

@@ -11,8 +11,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use crate::config::HttpConfig;
+use crate::self_metrics::SourceMetrics;
 use crate::source::SourceError;
-use crate::stats::SourceMetrics;
 
 /// A successful (2xx) upstream response with its whole body.
 #[derive(Debug)]

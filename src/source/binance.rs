@@ -27,8 +27,8 @@ use super::{
 };
 use crate::admission::Admission;
 use crate::config::NetworkConfig;
-use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
-use crate::stats::SourceMetrics;
+use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason, Rejections};
+use crate::self_metrics::SourceMetrics;
 use crate::upstream::{Response, Upstream};
 
 const EXCHANGE: &str = "binance";
@@ -326,13 +326,13 @@ fn emit<S: Sink>(sink: &mut S, t: TickerDto, symbols: &HashMap<String, Assets>) 
         sink.reject(RejectReason::UnknownPair);
         return;
     };
-    let mut values = [None; Gauge::COUNT];
-    values[Gauge::Price as usize] = t.last;
-    values[Gauge::PriceHigh24h as usize] = t.high;
-    values[Gauge::PriceLow24h as usize] = t.low;
-    values[Gauge::PriceChangeRatio24h as usize] = t.change_percent.map(|p| p / 100.0);
-    values[Gauge::Volume24h as usize] = t.volume;
-    values[Gauge::VolumeQuote24h as usize] = t.quote_volume;
+    let mut values = [None; MarketGauge::COUNT];
+    values[MarketGauge::Price as usize] = t.last;
+    values[MarketGauge::PriceHigh24h as usize] = t.high;
+    values[MarketGauge::PriceLow24h as usize] = t.low;
+    values[MarketGauge::PriceChangeRatio24h as usize] = t.change_percent.map(|p| p / 100.0);
+    values[MarketGauge::Volume24h as usize] = t.volume;
+    values[MarketGauge::VolumeQuote24h as usize] = t.quote_volume;
     sink.market(RawMarket {
         exchange: EXCHANGE.to_owned(),
         pair: assets.pair(),

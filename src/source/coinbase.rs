@@ -22,8 +22,8 @@ use super::de::number;
 use super::{Fetched, PollFuture, Source, SourceError, SourceKind};
 use crate::admission::Admission;
 use crate::config::NetworkConfig;
-use crate::domain::{Assets, Gauge, RawMarket, RejectReason};
-use crate::stats::SourceMetrics;
+use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason};
+use crate::self_metrics::SourceMetrics;
 use crate::units::format_duration;
 use crate::upstream::Upstream;
 
@@ -61,7 +61,10 @@ impl Coinbase {
         })
     }
 
-    async fn refresh(&mut self, admission: Admission) -> Result<Fetched, SourceError> {
+    async fn fetch_products_and_stats(
+        &mut self,
+        admission: Admission,
+    ) -> Result<Fetched, SourceError> {
         let started = tokio::time::Instant::now();
         // The poll's filter, so a reload (SIGHUP) also changes what is fetched.
         let filter = admission.filter();
@@ -120,7 +123,7 @@ impl Source for Coinbase {
     }
 
     fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
-        Box::pin(self.refresh(admission))
+        Box::pin(self.fetch_products_and_stats(admission))
     }
 }
 
@@ -195,22 +198,22 @@ pub fn parse_products(body: &[u8]) -> Result<Vec<Product>, SourceError> {
 }
 
 /// Parses `/products/{id}/stats` into gauge values.
-pub fn parse_stats(body: &[u8]) -> Result<[Option<f64>; Gauge::COUNT], SourceError> {
+pub fn parse_stats(body: &[u8]) -> Result<[Option<f64>; MarketGauge::COUNT], SourceError> {
     // Every stats field is optional, so an error object would parse as empty stats.
     if let Ok(err) = serde_json::from_slice::<ErrorDto>(body) {
         return Err(SourceError::Api(err.message));
     }
     let s: StatsDto = decode(body, "product stats")?;
-    let mut values = [None; Gauge::COUNT];
-    values[Gauge::Price as usize] = s.last;
-    values[Gauge::PriceHigh24h as usize] = s.high;
-    values[Gauge::PriceLow24h as usize] = s.low;
+    let mut values = [None; MarketGauge::COUNT];
+    values[MarketGauge::Price as usize] = s.last;
+    values[MarketGauge::PriceHigh24h as usize] = s.high;
+    values[MarketGauge::PriceLow24h as usize] = s.low;
     // `open` is the price 24 h ago: a true rolling change.
-    values[Gauge::PriceChangeRatio24h as usize] = match (s.last, s.open) {
+    values[MarketGauge::PriceChangeRatio24h as usize] = match (s.last, s.open) {
         (Some(last), Some(open)) if open > 0.0 => Some((last - open) / open),
         _ => None,
     };
-    values[Gauge::Volume24h as usize] = s.volume;
+    values[MarketGauge::Volume24h as usize] = s.volume;
     Ok(values)
 }
 

@@ -29,8 +29,8 @@ use super::{
 };
 use crate::admission::Admission;
 use crate::config::{CryptowatchConfig, Secret};
-use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
-use crate::stats::SourceMetrics;
+use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason, Rejections};
+use crate::self_metrics::SourceMetrics;
 use crate::upstream::Upstream;
 
 /// Cursor pages followed per poll at most: a runaway `hasMore` must not burn
@@ -463,17 +463,17 @@ fn emit<S: Sink>(sink: &mut S, key: &str, s: SummaryDto, pairs: &HashMap<String,
         sink.reject(RejectReason::InvalidKey);
         return;
     };
-    let mut values = [None; Gauge::COUNT];
+    let mut values = [None; MarketGauge::COUNT];
     if let Some(price) = &s.price {
-        values[Gauge::Price as usize] = price.last;
-        values[Gauge::PriceHigh24h as usize] = price.high;
-        values[Gauge::PriceLow24h as usize] = price.low;
-        values[Gauge::PriceChangeRatio24h as usize] =
+        values[MarketGauge::Price as usize] = price.last;
+        values[MarketGauge::PriceHigh24h as usize] = price.high;
+        values[MarketGauge::PriceLow24h as usize] = price.low;
+        values[MarketGauge::PriceChangeRatio24h as usize] =
             price.change.as_ref().and_then(|c| c.percentage);
     }
-    values[Gauge::Volume24h as usize] = s.volume_base.or(s.volume);
-    values[Gauge::VolumeQuote24h as usize] = s.volume_quote;
-    values[Gauge::VolumeUsd24h as usize] = s.volume_usd;
+    values[MarketGauge::Volume24h as usize] = s.volume_base.or(s.volume);
+    values[MarketGauge::VolumeQuote24h as usize] = s.volume_quote;
+    values[MarketGauge::VolumeUsd24h as usize] = s.volume_usd;
     if values.iter().all(Option::is_none) {
         return;
     }
@@ -580,11 +580,11 @@ mod tests {
             ]
         );
         let old = market(&page, "binance:stx.2btc");
-        assert_eq!(old.values[Gauge::Volume24h as usize], Some(10.0));
-        assert_eq!(old.values[Gauge::VolumeUsd24h as usize], None);
-        assert_eq!(old.values[Gauge::Price as usize], Some(8.0e-8));
+        assert_eq!(old.values[MarketGauge::Volume24h as usize], Some(10.0));
+        assert_eq!(old.values[MarketGauge::VolumeUsd24h as usize], None);
+        assert_eq!(old.values[MarketGauge::Price as usize], Some(8.0e-8));
         let fut = market(&page, "binance:btcusdt-perpetual-futures");
-        assert_eq!(fut.values[Gauge::VolumeUsd24h as usize], Some(7.0));
+        assert_eq!(fut.values[MarketGauge::VolumeUsd24h as usize], Some(7.0));
         assert_eq!(
             page.credits,
             Some(Credits {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{Fetched, PollFuture, Source, SourceKind};
 use crate::admission::Admission;
 use crate::config::DemoConfig;
-use crate::domain::{Assets, Gauge, RawMarket};
+use crate::domain::{Assets, MarketGauge, RawMarket};
 
 const EXCHANGES: [&str; 5] = ["alphaex", "betatrade", "gammabit", "deltacoin", "epsilonx"];
 /// (base, USD price, typical 24h base volume)
@@ -180,14 +180,14 @@ impl Demo {
             let high = m.history.iter().copied().fold(f64::MIN, f64::max);
             let low = m.history.iter().copied().fold(f64::MAX, f64::min);
             let volume = m.volume * vf;
-            let mut values = [None; Gauge::COUNT];
-            values[Gauge::Price as usize] = Some(price);
-            values[Gauge::PriceHigh24h as usize] = Some(high);
-            values[Gauge::PriceLow24h as usize] = Some(low);
-            values[Gauge::PriceChangeRatio24h as usize] = Some(price / open - 1.0);
-            values[Gauge::Volume24h as usize] = Some(volume);
-            values[Gauge::VolumeQuote24h as usize] = Some(volume * price);
-            values[Gauge::VolumeUsd24h as usize] = Some(volume * price * m.quote_usd);
+            let mut values = [None; MarketGauge::COUNT];
+            values[MarketGauge::Price as usize] = Some(price);
+            values[MarketGauge::PriceHigh24h as usize] = Some(high);
+            values[MarketGauge::PriceLow24h as usize] = Some(low);
+            values[MarketGauge::PriceChangeRatio24h as usize] = Some(price / open - 1.0);
+            values[MarketGauge::Volume24h as usize] = Some(volume);
+            values[MarketGauge::VolumeQuote24h as usize] = Some(volume * price);
+            values[MarketGauge::VolumeUsd24h as usize] = Some(volume * price * m.quote_usd);
             out.push(RawMarket {
                 exchange: m.exchange.to_owned(),
                 pair: m.pair.clone(),
@@ -242,7 +242,7 @@ mod tests {
                 for (i, v) in m.values.iter().enumerate() {
                     let v = v.unwrap();
                     assert!(v.is_finite());
-                    if i != Gauge::PriceChangeRatio24h as usize {
+                    if i != MarketGauge::PriceChangeRatio24h as usize {
                         assert!(v > 0.0, "{} {} gauge {i} = {v}", m.exchange, m.pair);
                     }
                 }
@@ -259,12 +259,12 @@ mod tests {
         let base: Vec<f64> = d
             .step()
             .iter()
-            .map(|m| m.values[Gauge::Volume24h as usize].unwrap())
+            .map(|m| m.values[MarketGauge::Volume24h as usize].unwrap())
             .collect();
         let mut spiked = 0;
         for _ in 0..200 {
             for (m, b) in d.step().iter().zip(&base) {
-                if m.values[Gauge::Volume24h as usize].unwrap() > 3.0 * b {
+                if m.values[MarketGauge::Volume24h as usize].unwrap() > 3.0 * b {
                     spiked += 1;
                 }
             }
@@ -284,7 +284,11 @@ mod tests {
             markets: 300,
             interval: Duration::from_secs(5),
         });
-        let metrics = [Gauge::Price, Gauge::Volume24h, Gauge::VolumeQuote24h];
+        let metrics = [
+            MarketGauge::Price,
+            MarketGauge::Volume24h,
+            MarketGauge::VolumeQuote24h,
+        ];
         let mut sums = vec![0.0; 300 * metrics.len()];
         let mut above = vec![0u32; sums.len()];
         for poll in 0..polls {

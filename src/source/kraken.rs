@@ -30,8 +30,8 @@ use super::{
 };
 use crate::admission::Admission;
 use crate::config::NetworkConfig;
-use crate::domain::{Assets, Gauge, RawMarket, RejectReason, Rejections};
-use crate::stats::SourceMetrics;
+use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason, Rejections};
+use crate::self_metrics::SourceMetrics;
 use crate::upstream::Upstream;
 
 const EXCHANGE: &str = "kraken";
@@ -333,20 +333,20 @@ fn emit<S: Sink>(sink: &mut S, key: &str, t: &TickerDto, pairs: &HashMap<String,
         sink.reject(RejectReason::UnknownPair);
         return;
     };
-    let mut values = [None; Gauge::COUNT];
+    let mut values = [None; MarketGauge::COUNT];
     let trades = at(&t.t, 1);
     // No trade in 24 h: `c` still holds the last trade, however old. A
     // price of 0 is how the domain marks "no trades" (counted, not exported).
-    values[Gauge::Price as usize] = if trades == Some(0.0) {
+    values[MarketGauge::Price as usize] = if trades == Some(0.0) {
         Some(0.0)
     } else {
         at(&t.c, 0)
     };
-    values[Gauge::PriceHigh24h as usize] = at(&t.h, 1);
-    values[Gauge::PriceLow24h as usize] = at(&t.l, 1);
+    values[MarketGauge::PriceHigh24h as usize] = at(&t.h, 1);
+    values[MarketGauge::PriceLow24h as usize] = at(&t.l, 1);
     let volume = at(&t.v, 1);
-    values[Gauge::Volume24h as usize] = volume;
-    values[Gauge::VolumeQuote24h as usize] = volume.zip(at(&t.p, 1)).map(|(v, p)| v * p);
+    values[MarketGauge::Volume24h as usize] = volume;
+    values[MarketGauge::VolumeQuote24h as usize] = volume.zip(at(&t.p, 1)).map(|(v, p)| v * p);
     sink.market(RawMarket {
         exchange: EXCHANGE.to_owned(),
         pair: assets.pair(),
@@ -405,7 +405,11 @@ mod tests {
             ]
         );
         let doge = parsed.markets.iter().find(|m| m.pair == "dogeeur").unwrap();
-        assert_eq!(doge.values[Gauge::Price as usize], Some(0.0), "no trades");
+        assert_eq!(
+            doge.values[MarketGauge::Price as usize],
+            Some(0.0),
+            "no trades"
+        );
         assert_eq!(
             parsed.rejections.values[RejectReason::UnknownPair as usize],
             1

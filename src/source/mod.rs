@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::domain::{RawMarket, RejectReason, Rejections};
-use crate::stats::SourceMetrics;
+use crate::self_metrics::SourceMetrics;
 
 /// The sources this build knows, in the order `--help` lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

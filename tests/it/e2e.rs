@@ -24,7 +24,7 @@ use crate::harness::{
     DEADLINE, Proc, TempDir, assert_says, binary, derived_alertmanager, free_port, query, root,
     start_sink, start_smtp_sink, unix_now, wait_until,
 };
-use crypto_market_exporter::domain::{Gauge, Market, Rejections, admit_all};
+use crypto_market_exporter::domain::{Market, MarketGauge, Rejections, admit_all};
 use crypto_market_exporter::source::cryptowatch::parse;
 use serde_json::Value;
 
@@ -55,7 +55,7 @@ fn backfill(dir: &Path, instance: &str) {
         )
     };
     let mut om = String::new();
-    for gauge in Gauge::ALL {
+    for gauge in MarketGauge::ALL {
         om.push_str(&format!("# TYPE {} gauge\n", gauge.name()));
         for m in &markets {
             let Some(v) = m.get(gauge) else { continue };
@@ -70,10 +70,10 @@ fn backfill(dir: &Path, instance: &str) {
         }
     }
     let recorded = [
-        Gauge::Price,
-        Gauge::Volume24h,
-        Gauge::VolumeQuote24h,
-        Gauge::VolumeUsd24h,
+        MarketGauge::Price,
+        MarketGauge::Volume24h,
+        MarketGauge::VolumeQuote24h,
+        MarketGauge::VolumeUsd24h,
     ];
     for gauge in recorded {
         // 30 samples per 5 minutes at the 10s scrape interval; 12 windows per hour.

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::domain::{RejectReason, Rejections};
-use crate::exposition::{Format, Kind, write_header, write_sample};
+use crate::exposition::{Format, MetricType, write_header, write_sample};
 use crate::source::{Credits, SourceError, SourceKind};
 
 const PREFIX: &str = "crypto_market_exporter";
@@ -20,7 +20,7 @@ pub const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 
 /// Plain values; copied out under the lock for rendering.
 #[derive(Debug, Clone, Default)]
-pub struct Values {
+pub struct SourceValues {
     pub polls_success: u64,
     pub polls_failure: u64,
     /// Indexed like `SourceError::REASONS`.
@@ -48,7 +48,7 @@ pub struct Values {
 #[derive(Debug)]
 pub struct SourceMetrics {
     pub source: SourceKind,
-    values: Mutex<Values>,
+    values: Mutex<SourceValues>,
 }
 
 /// What a successful poll reports.
@@ -67,17 +67,17 @@ impl SourceMetrics {
     pub fn new(source: SourceKind) -> Self {
         Self {
             source,
-            values: Mutex::new(Values::default()),
+            values: Mutex::new(SourceValues::default()),
         }
     }
 
     /// A poisoned lock only means another thread panicked mid-update of plain
     /// numbers; the numbers are still the best we have.
-    fn lock(&self) -> MutexGuard<'_, Values> {
+    fn lock(&self) -> MutexGuard<'_, SourceValues> {
         self.values.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn values(&self) -> Values {
+    pub fn values(&self) -> SourceValues {
         self.lock().clone()
     }
 
@@ -144,10 +144,10 @@ fn family(
     out: &mut String,
     format: Format,
     name: &str,
-    kind: Kind,
+    kind: MetricType,
     help: &str,
-    sources: &[(SourceKind, Values)],
-    mut samples: impl FnMut(&mut String, &str, &Values),
+    sources: &[(SourceKind, SourceValues)],
+    mut samples: impl FnMut(&mut String, &str, &SourceValues),
 ) {
     write_header(out, format, &format!("{PREFIX}_{name}"), kind, help);
     for (kind, values) in sources {
@@ -156,7 +156,7 @@ fn family(
 }
 
 /// Renders the self-metrics of every source, in one format.
-pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
+pub fn render(format: Format, sources: &[(SourceKind, SourceValues)]) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let o = &mut out;
     let n = |s: &str| format!("{PREFIX}_{s}");
@@ -165,7 +165,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "polls",
-        Kind::Counter,
+        MetricType::Counter,
         "Polls of the upstream API, by outcome.",
         sources,
         |o, s, v| {
@@ -187,7 +187,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "poll_failures",
-        Kind::Counter,
+        MetricType::Counter,
         "Failed polls, by bounded reason.",
         sources,
         |o, s, v| {
@@ -205,7 +205,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "upstream_request_duration_seconds",
-        Kind::Histogram,
+        MetricType::Histogram,
         "Duration of upstream HTTP requests, body included, rate-limiter wait excluded.",
         sources,
         |o, s, v| {
@@ -242,7 +242,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "last_success_timestamp_seconds",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Unix time of the last successful poll; 0 before the first one.",
         sources,
         |o, s, v| {
@@ -258,7 +258,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "last_poll_duration_seconds",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Wall time of the last successful poll: every request of a full refresh, rate-limiter waits included.",
         sources,
         |o, s, v| {
@@ -274,7 +274,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "last_poll_requests",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Upstream HTTP requests made by the last successful poll.",
         sources,
         |o, s, v| {
@@ -290,7 +290,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "up",
-        Kind::Gauge,
+        MetricType::Gauge,
         "1 if the last poll of the source succeeded, else 0.",
         sources,
         |o, s, v| {
@@ -301,7 +301,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "markets",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Markets exported from the last successful poll.",
         sources,
         |o, s, v| {
@@ -312,7 +312,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "markets_no_trades",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Markets of the last successful poll with a last price of 0 (no trade in 24h), exported without price gauges.",
         sources,
         |o, s, v| {
@@ -328,7 +328,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "markets_excluded",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Markets of the last successful poll removed by the include/exclude filters.",
         sources,
         |o, s, v| {
@@ -344,7 +344,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "markets_truncated",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Markets of the last successful poll dropped because the markets.max cap was reached.",
         sources,
         |o, s, v| {
@@ -360,7 +360,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "values_rejected",
-        Kind::Counter,
+        MetricType::Counter,
         "Values (or entries) rejected by validation, by reason.",
         sources,
         |o, s, v| {
@@ -378,7 +378,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "rate_limiter_wait_seconds",
-        Kind::Counter,
+        MetricType::Counter,
         "Time spent waiting on the outbound rate limiter.",
         sources,
         |o, s, v| {
@@ -394,7 +394,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         "next_poll_delay_seconds",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Delay before the next poll, after credit pacing, Retry-After and backoff.",
         sources,
         |o, s, v| {
@@ -406,7 +406,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
             )
         },
     );
-    let metered: Vec<(SourceKind, Values)> = sources
+    let metered: Vec<(SourceKind, SourceValues)> = sources
         .iter()
         .filter(|(_, v)| v.credits.is_some())
         .cloned()
@@ -416,7 +416,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
             o,
             format,
             "credits_remaining",
-            Kind::Gauge,
+            MetricType::Gauge,
             "API credits left until the upstream's daily reset.",
             &metered,
             |o, s, v| {
@@ -429,7 +429,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
             o,
             format,
             "credits_cost",
-            Kind::Gauge,
+            MetricType::Gauge,
             "API credits the last poll request cost.",
             &metered,
             |o, s, v| {
@@ -443,7 +443,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         &n("accept_errors"),
-        Kind::Counter,
+        MetricType::Counter,
         "Failed accepts of HTTP connections (most often: out of file descriptors); updated once per poll.",
     );
     write_sample(
@@ -456,7 +456,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         &n("connections_rejected"),
-        Kind::Counter,
+        MetricType::Counter,
         "HTTP connections closed at once because --web.max-connections were open; updated once per poll.",
     );
     write_sample(
@@ -469,7 +469,7 @@ pub fn render(format: Format, sources: &[(SourceKind, Values)]) -> String {
         o,
         format,
         &n("build"),
-        Kind::Info,
+        MetricType::Info,
         "Build information of the exporter; the value is always 1.",
     );
     write_sample(
