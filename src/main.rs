@@ -27,7 +27,9 @@ async fn main() -> ExitCode {
         return match crypto_market_exporter::healthcheck::probe(
             &config.listen_address,
             config.web_config.as_ref(),
-        ) {
+        )
+        .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("crypto-market-exporter: healthcheck failed: {e}");
