@@ -15,11 +15,13 @@ use clap::Parser;
 use serde::Deserialize;
 use tracing::level_filters::LevelFilter;
 
+use crate::domain::SourceKind;
 use crate::filter::MarketFilter;
 use crate::glob::Glob;
 use crate::listen::ListenAddress;
-use crate::source::SourceKind;
+// Outbound HTTP settings live with the client that uses them.
 use crate::units::{parse_bytes, parse_duration};
+pub use crate::upstream::HttpConfig;
 use crate::web_config::WebConfig;
 
 /// The source polled when none is configured: live, public, no key.
@@ -540,17 +542,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
     }
-}
-
-/// Outbound HTTP settings of one source.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpConfig {
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub max_body_size: u64,
-    /// Governor quota: one request per `period`, up to `burst` back to back.
-    pub rate_limit_period: Duration,
-    pub rate_limit_burst: NonZeroU32,
 }
 
 /// Where and how to reach one network source.

@@ -1,5 +1,9 @@
 //! Domain types shared by every source: what a market is once its wire format
-//! has been parsed away, and the validation every value goes through.
+//! has been parsed away, the validation every value goes through, and which
+//! source a market came from ([`SourceKind`]) with its metering ([`Credits`]).
+
+use std::fmt;
+use std::str::FromStr;
 
 /// The per-market gauges of the metric contract, in exposition order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +251,80 @@ pub fn admit_all(raw: Vec<RawMarket>, rejections: &mut Rejections) -> Vec<Market
     raw.into_iter()
         .filter_map(|m| admit(m, rejections))
         .collect()
+}
+
+/// The sources this build knows, in the order `--help` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    Cryptowatch,
+    Kraken,
+    Binance,
+    Coinbase,
+    Demo,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 5] = [
+        SourceKind::Cryptowatch,
+        SourceKind::Kraken,
+        SourceKind::Binance,
+        SourceKind::Coinbase,
+        SourceKind::Demo,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Cryptowatch => "cryptowatch",
+            SourceKind::Kraken => "kraken",
+            SourceKind::Binance => "binance",
+            SourceKind::Coinbase => "coinbase",
+            SourceKind::Demo => "demo",
+        }
+    }
+
+    /// The one exchange a source speaks for, if it is an exchange's own API.
+    /// Aggregators (Cryptowatch) report many exchanges; when both run, the
+    /// exchange's own API wins and the aggregator's copy is left out, so no
+    /// series is exported twice.
+    pub fn exchange(self) -> Option<&'static str> {
+        match self {
+            SourceKind::Kraken => Some("kraken"),
+            SourceKind::Binance => Some("binance"),
+            SourceKind::Coinbase => Some("coinbase"),
+            SourceKind::Cryptowatch | SourceKind::Demo => None,
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SourceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                format!(
+                    "unknown source {s:?} (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Remaining API credits, for upstreams that meter them (Cryptowatch).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Credits {
+    /// Credits the last call cost.
+    pub cost: f64,
+    /// Credits left until the next reset.
+    pub remaining: f64,
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 //!   ([`source::cryptowatch`], [`source::kraken`], [`source::binance`],
 //!   [`source::coinbase`], [`source::demo`]); wire DTOs live there.
 //! - [`upstream`]: outbound HTTP: governor quota, timeouts, body cap, 429.
-//! - [`domain`]: `Market`, the metric contract ([`domain::MarketGauge`]) and validation.
+//! - [`domain`]: `Market`, the metric contract ([`domain::MarketGauge`]), validation,
+//!   `SourceKind` and `Credits`.
+//! - [`error`]: `SourceError`, why a poll failed, and its bounded reasons.
 //! - [`filter`]: include/exclude globs ([`glob`]) and the market cap;
 //!   [`admission`] applies them, with validation, market by market.
 //! - [`poller`]: one task per source: poll, pace, back off, publish.
@@ -31,6 +33,7 @@ pub mod accept;
 pub mod admission;
 pub mod config;
 pub mod domain;
+pub mod error;
 pub mod exposition;
 pub mod filter;
 pub mod glob;
@@ -190,4 +193,81 @@ pub async fn run_reloadable(
     while pollers.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failed assertion
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Modules import each other without cycles: leaf types (`domain`, `error`) have
+    /// one home each, HTTP settings live in `upstream`, and a source's settings in
+    /// `config`, which knows no source. (`source/*.rs` count as `source`.)
+    #[test]
+    fn modules_import_each_other_without_cycles() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut files = Vec::new();
+        for dir in [src.clone(), src.join("source")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                files.push(entry.unwrap().path());
+            }
+        }
+        for path in files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        {
+            let rel = path
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let module = rel.split(['/', '.']).next().unwrap().to_owned();
+            if matches!(module.as_str(), "lib" | "main") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).unwrap();
+            // Production code only: tests may reach anywhere.
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for part in line.split("crate::").skip(1) {
+                    let to: String = part
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !to.is_empty() && to != module {
+                        edges.entry(module.clone()).or_default().insert(to);
+                    }
+                }
+            }
+        }
+        assert!(
+            edges.contains_key("source") && edges.contains_key("config"),
+            "{edges:?}"
+        );
+        // Depth-first search for a back edge.
+        fn visit(
+            m: &str,
+            edges: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) {
+            if done.contains(m) {
+                return;
+            }
+            if let Some(i) = path.iter().position(|p| p == m) {
+                panic!("module cycle: {} -> {m}", path[i..].join(" -> "));
+            }
+            path.push(m.to_owned());
+            for next in edges.get(m).into_iter().flatten() {
+                visit(next, edges, path, done);
+            }
+            path.pop();
+            done.insert(m.to_owned());
+        }
+        let mut done = BTreeSet::new();
+        for m in edges.keys() {
+            visit(m, &edges, &mut Vec::new(), &mut done);
+        }
+    }
 }

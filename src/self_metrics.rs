@@ -8,9 +8,10 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use crate::domain::{Credits, SourceKind};
 use crate::domain::{RejectReason, Rejections};
+use crate::error::SourceError;
 use crate::exposition::{Format, MetricType, write_header, write_sample};
-use crate::source::{Credits, SourceError, SourceKind};
 
 const PREFIX: &str = "crypto_market_exporter";
 

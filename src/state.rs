@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use crate::domain::SourceKind;
 use crate::exposition::{Exposition, Format, MarketFragments};
 use crate::self_metrics::{self, SourceMetrics};
-use crate::source::SourceKind;
 
 /// One source's latest data and its metrics.
 #[derive(Debug)]

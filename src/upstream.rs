@@ -10,15 +10,25 @@ use bytes::{Bytes, BytesMut};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use crate::config::HttpConfig;
+use crate::error::SourceError;
 use crate::self_metrics::SourceMetrics;
-use crate::source::SourceError;
 
 /// A successful (2xx) upstream response with its whole body.
 #[derive(Debug)]
 pub struct Response {
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+/// Outbound HTTP settings of one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_body_size: u64,
+    /// Governor quota: one request per `period`, up to `burst` back to back.
+    pub rate_limit_period: Duration,
+    pub rate_limit_burst: NonZeroU32,
 }
 
 /// One source's HTTP client, rate limiter and limits.
