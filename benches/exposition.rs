@@ -81,3 +81,28 @@ fn scrape_gzip_body(bencher: divan::Bencher) {
     );
     bencher.bench(|| e.gzip_body(Format::OpenMetrics, None));
 }
+
+/// The whole text body deflated at one level: what raising `Compression::fast()` in
+/// `exposition.rs` would cost per poll, and the body it would give (printed once per
+/// level; the chunked design compresses the same text, family by family).
+#[divan::bench(args = [1, 3, 6, 9])]
+fn deflate_text_body(bencher: divan::Bencher, level: u32) {
+    use std::io::Write;
+    let text = Exposition::compose(
+        &[&MarketFragments::render(&snapshot(&body()), 1)],
+        self_metrics(),
+        1,
+    )
+    .to_bytes(Format::Text);
+    let deflate = |text: &[u8]| {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(level));
+        e.write_all(text).unwrap();
+        e.finish().unwrap()
+    };
+    eprintln!(
+        "level {level}: {} bytes of text -> {} bytes deflated",
+        text.len(),
+        deflate(&text).len()
+    );
+    bencher.bench(|| deflate(divan::black_box(&text)));
+}

@@ -271,3 +271,26 @@ fn invalid_web_configs_name_the_key() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--help` as users read it, word for word: every option, its env var and default.
+/// A change to an option shows up here for review (`UPDATE_GOLDEN=1` rewrites it).
+#[test]
+fn help_matches_the_golden_file() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"));
+    // clap shows an option's env var with its value when set.
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CRYPTO_MARKET_EXPORTER_")) {
+        cmd.env_remove(k);
+    }
+    let out = cmd.arg("--help").env("COLUMNS", "100").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/help.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &help).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).unwrap();
+    assert!(
+        help == want,
+        "--help differs from tests/golden/help.txt (UPDATE_GOLDEN=1 rewrites it):\n{help}"
+    );
+}
