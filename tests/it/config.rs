@@ -294,3 +294,92 @@ fn help_matches_the_golden_file() {
         "--help differs from tests/golden/help.txt (UPDATE_GOLDEN=1 rewrites it):\n{help}"
     );
 }
+
+/// docs/configuration.md against the one declaration (clap's): every option has a row
+/// with its env var and file key, and every row is an option. Options of every network
+/// source are one `--<source>.…` row.
+#[test]
+fn configuration_doc_lists_every_option_as_declared() {
+    use clap::CommandFactory;
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
+    let rows: Vec<Vec<String>> = doc
+        .lines()
+        .filter(|l| l.starts_with("| `--"))
+        .map(|l| {
+            l.split('|')
+                .skip(1)
+                .take(3)
+                .map(|c| c.trim().trim_matches('`').to_owned())
+                .collect()
+        })
+        .collect();
+    let sources = ["cryptowatch", "kraken", "binance", "coinbase"];
+    let mut used = std::collections::BTreeSet::new();
+    let mut checked = 0;
+    for arg in Cli::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let flag = format!("--{long}");
+        let env = arg
+            .get_env()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let key = long.replace('-', "_");
+        // A network source's option is documented once, as --<source>.rest.
+        let generic = sources.iter().find_map(|s| {
+            let rest = long.strip_prefix(&format!("{s}."))?;
+            let row = rows
+                .iter()
+                .position(|r| r[0] == format!("--<source>.{rest}"))?;
+            Some((s, rest, row))
+        });
+        let (row, want_env, want_key) = match generic {
+            Some((s, rest, row)) => {
+                assert_eq!(
+                    env,
+                    rows[row][1].replace("<SOURCE>", &s.to_ascii_uppercase()),
+                    "{flag}: env var"
+                );
+                (
+                    row,
+                    rows[row][1].clone(),
+                    format!("<source>.{}", rest.replace('-', "_")),
+                )
+            }
+            None => {
+                let row = rows
+                    .iter()
+                    .position(|r| r[0] == flag)
+                    .unwrap_or_else(|| panic!("{flag} is not in docs/configuration.md"));
+                (row, env.clone(), key.clone())
+            }
+        };
+        assert_eq!(rows[row][1], want_env, "{flag}: env var in the doc");
+        // The file key spells the flag's words with `_` and `.` as YAML nests them
+        // (`--web.config.file` is `web.config_file`): the same words in order.
+        let words = |k: &str| k.replace(['.', '-'], "_");
+        if rows[row][2] != "—" {
+            assert_eq!(
+                words(&rows[row][2]),
+                words(&want_key),
+                "{flag}: file key in the doc"
+            );
+        }
+        used.insert(row);
+        checked += 1;
+    }
+    let unused: Vec<&String> = (0..rows.len())
+        .filter(|i| !used.contains(i))
+        .map(|i| &rows[i][0])
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "documented but not an option: {unused:?}"
+    );
+    assert!(checked >= 40, "only {checked} options");
+}
