@@ -71,6 +71,17 @@ def serve_fixture(exchanges):
     return f"http://127.0.0.1:{port}"
 
 
+def stop(procs):
+    """Stops the processes this script started, by PID: SIGTERM, then SIGKILL after 30 s."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def get(url):
     with urllib.request.urlopen(url, timeout=30) as r:
         return r.read().decode()
@@ -236,13 +247,7 @@ scrape_configs:
         }
         print(json.dumps(summary), file=sys.stderr)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

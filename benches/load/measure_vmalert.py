@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure_rules import ROOT, free_port, get, proc_cpu, proc_rss, serve_fixture, wait  # noqa: E402
+from measure_rules import ROOT, free_port, get, proc_cpu, proc_rss, serve_fixture, stop, wait  # noqa: E402
 
 SHARDS = 2
 LINE = re.compile(r'^crypto_market_price\{([^}]*)\} (\S+)$')
@@ -176,13 +175,7 @@ def main():
         }
         print(json.dumps(summary), file=sys.stderr)
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(list(procs.values()))
         shutil.rmtree(work, ignore_errors=True)
 
 

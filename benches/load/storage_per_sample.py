@@ -27,22 +27,14 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURE = os.path.join(ROOT, "tests/fixtures/cryptowatch/markets_summaries.2023-08-19.json")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from measure_rules import FIXTURE, free_port, stop  # noqa: E402
 
 
 def decimals(x):
@@ -235,11 +227,7 @@ def main():
         print(json.dumps(out, indent=2))
     finally:
         if vm is not None:
-            vm.send_signal(signal.SIGTERM)
-            try:
-                vm.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                vm.kill()
+            stop([vm])
         shutil.rmtree(scratch, ignore_errors=True)
 
 
