@@ -237,28 +237,18 @@ pub async fn start_sink() -> (String, Notifications) {
     (url, got)
 }
 
-/// Percent-encoding for a form field.
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// POSTs an HTML form; the answer's body.
 pub async fn post_form(client: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> String {
-    let body: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-        .collect();
+    // The URL type's query serializer is application/x-www-form-urlencoded.
+    let body = reqwest::Url::parse_with_params("http://form/", fields)
+        .unwrap()
+        .query()
+        .unwrap_or_default()
+        .to_owned();
     client
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(body.join("&"))
+        .body(body)
         .send()
         .await
         .unwrap()
