@@ -63,6 +63,16 @@ ruleFiles(base, 'prometheus/rules', 'default')
     },
     spec: { groups: base.prometheusRules.groups + base.prometheusAlerts.groups },
   }, header('default', 'Rules and alerts for the Prometheus Operator.')),
+  // The scrape-shard alert for the sharded overlay, for the global ruler.
+  'deploy/kubernetes/overlays/sharded/prometheus-rules-sharded.yaml': yaml.manifest({
+    apiVersion: 'monitoring.coreos.com/v1',
+    kind: 'PrometheusRule',
+    metadata: {
+      name: 'crypto-market-exporter-shards',
+      labels: { 'app.kubernetes.io/name': 'crypto-market-exporter' },
+    },
+    spec: base.prometheusShardAlerts,
+  }, header('default', 'The scrape-shard alert for the Prometheus Operator (docs/scaling.md).')),
   'deploy/kubernetes/base/grafana-dashboards.yaml': yaml.manifest({
     apiVersion: 'v1',
     kind: 'ConfigMap',
