@@ -164,7 +164,9 @@ fn run_scenarios(variant: &str, dir: &str) -> (usize, usize, usize) {
         .collect();
     let records = |name: &str| recorded.iter().any(|r| r.starts_with(name));
     let order = eval_order(&groups);
-    let scratch = tempdir(&format!("scenarios-{variant}"));
+    // Removed when the test ends, pass or fail.
+    let scratch = crate::harness::TempDir::new(&format!("mixin-scenarios-{variant}"));
+    let scratch = &scratch.0;
     let (mut ran, mut kept, mut dropped) = (0, 0, 0);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(root().join("prometheus/tests"))
         .unwrap()
@@ -224,17 +226,6 @@ fn run_scenarios(variant: &str, dir: &str) -> (usize, usize, usize) {
         ran += 1;
     }
     (ran, kept, dropped)
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cme-mixin-{name}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -324,7 +315,8 @@ fn every_config_switch_renders_rules_promtool_accepts_with_the_duplicate_lint() 
     let switches = switches();
     let refs: Vec<(&str, &str)> = switches.iter().map(|(n, o)| (*n, o.as_str())).collect();
     let rendered = render_switches(&refs);
-    let scratch = tempdir("switches");
+    let scratch = crate::harness::TempDir::new("mixin-switches");
+    let scratch = &scratch.0;
     let mut paths = Vec::new();
     for (switch, files) in &rendered {
         for (path, groups) in files {
