@@ -125,16 +125,22 @@ def proc_cpu(pid):
 LINE = re.compile(r'^crypto_market_price\{([^}]*)\} (\S+)$')
 
 
-def backfill(exporter, instance, hours, work):
-    """Rollups of the served prices for the last `hours`, 150 s past each 5 minutes
-    (off the hour, as a group's offset keeps them), ending before Prometheus starts."""
+def served_prices(exporter):
+    """[(labels, price)] of every market the exporter serves, and the last 5-minute
+    boundary at least 2 minutes ago: where backfilled rollups end."""
     markets = []
     for line in get(f"{exporter}/metrics").splitlines():
         m = LINE.match(line)
         if m:
             markets.append((m.group(1), float(m.group(2))))
     end = int(time.time()) - 120
-    end -= end % 300
+    return markets, end - end % 300
+
+
+def backfill(exporter, instance, hours, work):
+    """Rollups of the served prices for the last `hours`, 150 s past each 5 minutes
+    (off the hour, as a group's offset keeps them), ending before Prometheus starts."""
+    markets, end = served_prices(exporter)
     start = end - hours * 3600
     path = os.path.join(work, "rollups.om")
     with open(path, "w") as f:

@@ -28,10 +28,10 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure_rules import ROOT, free_port, get, proc_cpu, proc_rss, serve_fixture, stop, wait  # noqa: E402
+from measure_rules import (  # noqa: E402
+    ROOT, free_port, get, proc_cpu, proc_rss, serve_fixture, served_prices, stop, wait)
 
 SHARDS = 2
-LINE = re.compile(r'^crypto_market_price\{([^}]*)\} (\S+)$')
 
 
 def shard_of(pair, shards):
@@ -61,13 +61,7 @@ def total(m, prefix, contains=""):
 
 
 def import_rollups(exporter, instance, hours, vm):
-    markets = []
-    for line in get(f"{exporter}/metrics").splitlines():
-        m = LINE.match(line)
-        if m:
-            markets.append((m.group(1), float(m.group(2))))
-    end = int(time.time()) - 120
-    end -= end % 300
+    markets, end = served_prices(exporter)
     lines = []
     for labels, v in markets:
         pair = re.search(r'pair="([^"]*)"', labels).group(1)
