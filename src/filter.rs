@@ -3,6 +3,10 @@
 
 use crate::glob::Glob;
 
+/// `--markets.max` unless set: far above any exchange's market count today,
+/// low enough to protect Prometheus from a runaway upstream.
+pub const DEFAULT_MAX_MARKETS: usize = 50_000;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MarketFilter {
     /// Empty means "all exchanges".
@@ -21,7 +25,7 @@ impl Default for MarketFilter {
             exclude_exchanges: Vec::new(),
             include_pairs: Vec::new(),
             exclude_pairs: Vec::new(),
-            max_markets: 50_000,
+            max_markets: DEFAULT_MAX_MARKETS,
         }
     }
 }

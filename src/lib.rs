@@ -6,7 +6,9 @@
 //! `/metrics` serves as-is.
 //!
 //! # Layout
-//! - [`config`]: flags, env vars and the YAML file, merged and validated.
+//! - [`config`]: flags, env vars and the YAML file, merged and validated;
+//!   [`settings`]: its building blocks (typed values, the network-source
+//!   settings each source declares for itself).
 //! - [`source`]: the explicit list of market sources, one file each
 //!   ([`source::cryptowatch`], [`source::kraken`], [`source::binance`],
 //!   [`source::coinbase`], [`source::demo`]); wire DTOs live there.
@@ -44,6 +46,7 @@ pub mod poller;
 pub mod self_metrics;
 pub mod serve;
 pub mod server;
+pub mod settings;
 pub mod shard;
 pub mod source;
 pub mod state;
@@ -114,11 +117,12 @@ pub async fn run_reloadable(
     let mut filters = Vec::with_capacity(shared.slots.len());
     for slot in &shared.slots {
         let kind = slot.metrics.source;
-        let source =
-            source::build(kind, &config, slot.metrics.clone()).map_err(|error| Error::Source {
+        let source = source::build(&config.source_settings(kind), slot.metrics.clone()).map_err(
+            |error| Error::Source {
                 source_name: kind.as_str(),
                 error,
-            })?;
+            },
+        )?;
         let filter = Arc::new(arc_swap::ArcSwap::from_pointee(filter_for(
             &config, kind, &owned,
         )));
@@ -201,14 +205,20 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     /// Modules import each other without cycles: leaf types (`domain`, `error`) have
-    /// one home each, HTTP settings live in `upstream`, and a source's settings in
-    /// `config`, which knows no source. (`source/*.rs` count as `source`.)
+    /// one home each, HTTP settings live in `upstream`, a source declares its own
+    /// settings from the blocks in `settings`, and `config` assembles them (it knows
+    /// the sources; they do not know it). (`source/*.rs` count as `source`, and so on.)
     #[test]
     fn modules_import_each_other_without_cycles() {
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut files = Vec::new();
-        for dir in [src.clone(), src.join("source")] {
+        for dir in [
+            src.clone(),
+            src.join("source"),
+            src.join("config"),
+            src.join("settings"),
+        ] {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 files.push(entry.unwrap().path());
             }
@@ -242,7 +252,9 @@ mod tests {
             }
         }
         assert!(
-            edges.contains_key("source") && edges.contains_key("config"),
+            edges.contains_key("source")
+                && edges.contains_key("config")
+                && edges.contains_key("settings"),
             "{edges:?}"
         );
         // Depth-first search for a back edge.

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use crypto_market_exporter::config::Cli;
 use crypto_market_exporter::{Config, logging, run_reloadable};
 use tokio::sync::mpsc;
 
@@ -108,14 +107,7 @@ fn reload_on_sighup(args: Vec<String>) -> std::io::Result<mpsc::Receiver<Config>
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             tracing::info!("received SIGHUP, reloading the configuration");
-            let cli = match Cli::try_parse_with_origins(args.clone()) {
-                Ok(cli) => cli,
-                Err(e) => {
-                    tracing::error!(error = %e.to_string().trim(), "reload failed; keeping the running configuration");
-                    continue;
-                }
-            };
-            match Config::from_cli(cli) {
+            match Config::try_from_args(args.clone()) {
                 Ok(config) => {
                     if tx.send(config).await.is_err() {
                         break;

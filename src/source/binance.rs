@@ -26,12 +26,21 @@ use super::{
     Collected, Fetched, PollFuture, Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
 };
 use crate::admission::Admission;
-use crate::config::NetworkConfig;
 use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason, Rejections};
 use crate::self_metrics::SourceMetrics;
+use crate::settings::network::NetworkConfig;
+use crate::settings::network::NetworkDefaults;
 use crate::upstream::{Response, Upstream};
 
 const EXCHANGE: &str = "binance";
+
+/// Binance's public REST API, paced at one request a second; its request
+/// weight is watched on top (see [`DEFAULT_WEIGHT_LIMIT`]).
+pub const DEFAULTS: NetworkDefaults = NetworkDefaults {
+    url: "https://api.binance.com",
+    rate_limit_period: Duration::from_secs(1),
+};
+crate::network_options!("binance", "BINANCE", DEFAULTS, keyed: false);
 /// Request weight of the all-symbols ticker and of exchangeInfo.
 pub const TICKER_WEIGHT: u32 = 80;
 pub const EXCHANGE_INFO_WEIGHT: u32 = 20;

@@ -21,13 +21,24 @@ use serde::Deserialize;
 use super::de::number;
 use super::{Fetched, PollFuture, Source, SourceError, SourceKind};
 use crate::admission::Admission;
-use crate::config::NetworkConfig;
+use std::time::Duration;
+
 use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason};
 use crate::self_metrics::SourceMetrics;
+use crate::settings::network::NetworkConfig;
+use crate::settings::network::NetworkDefaults;
 use crate::units::format_duration;
 use crate::upstream::Upstream;
 
 const EXCHANGE: &str = "coinbase";
+
+/// Coinbase Exchange's public REST API. It allows 10 requests a second per
+/// IP; 8 a second leaves room for clock skew.
+pub const DEFAULTS: NetworkDefaults = NetworkDefaults {
+    url: "https://api.exchange.coinbase.com",
+    rate_limit_period: Duration::from_millis(125),
+};
+crate::network_options!("coinbase", "COINBASE", DEFAULTS, keyed: false);
 
 pub struct Coinbase {
     upstream: Upstream,

@@ -28,9 +28,10 @@ use super::{
     parse_blocking,
 };
 use crate::admission::Admission;
-use crate::config::{CryptowatchConfig, Secret};
 use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason, Rejections};
 use crate::self_metrics::SourceMetrics;
+use crate::settings::network::{NetworkConfig, NetworkDefaults};
+use crate::settings::{ConfigError, Origins, Secret};
 use crate::upstream::Upstream;
 
 /// Cursor pages followed per poll at most: a runaway `hasMore` must not burn
@@ -41,6 +42,47 @@ const PAIRS_REFRESH: Duration = Duration::from_secs(86_400);
 const PAIRS_RETRY: Duration = Duration::from_secs(3_600);
 /// The host of the public API, gone since Kraken shut Cryptowatch down in 2023.
 const SUNSET_HOST: &str = "api.cryptowat.ch";
+
+/// The Cryptowatch API as it was; any Cryptowatch-compatible endpoint today.
+pub const DEFAULTS: NetworkDefaults = NetworkDefaults {
+    url: "https://api.cryptowat.ch",
+    rate_limit_period: Duration::from_secs(1),
+};
+crate::network_options!("cryptowatch", "CRYPTOWATCH", DEFAULTS, keyed: true);
+
+/// Environment variable holding the API key itself (never logged). There is
+/// no flag for the key: it would show up in `ps`.
+pub const API_KEY_ENV: &str = "CRYPTO_MARKET_EXPORTER_CRYPTOWATCH_API_KEY";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CryptowatchConfig {
+    pub network: NetworkConfig,
+    pub api_key: Option<Secret>,
+}
+
+impl Options {
+    /// The network settings plus the API key: from `--cryptowatch.api-key-file`
+    /// (a warning if others may read it), else from [`API_KEY_ENV`].
+    pub fn resolve_with_key(
+        &self,
+        origins: &Origins,
+        warnings: &mut Vec<String>,
+    ) -> Result<CryptowatchConfig, ConfigError> {
+        let network = self.resolve(origins)?;
+        let api_key = match &self.api_key_file {
+            Some(path) => Some(Secret::read_file(
+                path,
+                &origins.name("cryptowatch.api-key-file"),
+                warnings,
+            )?),
+            None => std::env::var(API_KEY_ENV)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| Secret::new(v.trim())),
+        };
+        Ok(CryptowatchConfig { network, api_key })
+    }
+}
 
 /// Whether `url` points at the shut-down public API (worth a startup warning).
 pub fn is_sunset(url: &reqwest::Url) -> bool {

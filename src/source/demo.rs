@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::{Fetched, PollFuture, Source, SourceKind};
 use crate::admission::Admission;
-use crate::config::DemoConfig;
 use crate::domain::{Assets, MarketGauge, RawMarket};
+use crate::settings::value::{self, AtMost};
 
 const EXCHANGES: [&str; 5] = ["alphaex", "betatrade", "gammabit", "deltacoin", "epsilonx"];
 /// (base, USD price, typical 24h base volume)
@@ -53,6 +53,50 @@ const SPIKES_PER_MARKET_MINUTE: f64 = 0.002;
 const SPIKE_DURATION: Duration = Duration::from_secs(240);
 /// Polls kept for the rolling 24h high/low (one day at a 60s interval).
 const WINDOW: usize = 1_440;
+
+/// The demo's settings: `--demo.*` flags, the `demo:` section of the file.
+#[derive(Debug, Default, Clone, clap::Args, serde::Deserialize)]
+#[group(skip)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Seed of the demo source's random walks. [default: 1]
+    #[arg(
+        long = "demo.seed",
+        env = "CRYPTO_MARKET_EXPORTER_DEMO_SEED",
+        value_name = "N",
+        value_parser = value::parse::<u64>
+    )]
+    #[serde(default, deserialize_with = "value::one")]
+    pub seed: Option<u64>,
+    /// Number of synthetic markets of the demo source. [default: 300]
+    #[arg(
+        long = "demo.markets",
+        env = "CRYPTO_MARKET_EXPORTER_DEMO_MARKETS",
+        value_name = "N",
+        value_parser = value::parse::<AtMost<100_000>>
+    )]
+    #[serde(default, deserialize_with = "value::one")]
+    pub markets: Option<AtMost<100_000>>,
+}
+
+impl Options {
+    /// The settings with defaults applied; `interval` is the poll interval.
+    pub fn resolve(&self, interval: Duration) -> DemoConfig {
+        DemoConfig {
+            seed: self.seed.unwrap_or(1),
+            markets: self.markets.map_or(300, |m| m.0),
+            interval,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoConfig {
+    pub seed: u64,
+    pub markets: usize,
+    /// The poll interval, which the simulation's spikes are timed against.
+    pub interval: Duration,
+}
 
 #[derive(Debug)]
 struct SimMarket {

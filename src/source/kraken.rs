@@ -29,12 +29,21 @@ use super::{
     Collected, Fetched, PollFuture, Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
 };
 use crate::admission::Admission;
-use crate::config::NetworkConfig;
 use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason, Rejections};
 use crate::self_metrics::SourceMetrics;
+use crate::settings::network::NetworkConfig;
+use crate::settings::network::NetworkDefaults;
 use crate::upstream::Upstream;
 
 const EXCHANGE: &str = "kraken";
+
+/// Kraken's public REST API; one request a second stays well inside its
+/// public-endpoint budget.
+pub const DEFAULTS: NetworkDefaults = NetworkDefaults {
+    url: "https://api.kraken.com",
+    rate_limit_period: Duration::from_secs(1),
+};
+crate::network_options!("kraken", "KRAKEN", DEFAULTS, keyed: false);
 
 pub struct Kraken {
     upstream: Upstream,

@@ -21,28 +21,35 @@ pub use crate::domain::{Credits, SourceKind};
 pub use crate::error::SourceError;
 
 use crate::admission::Admission;
-use crate::config::Config;
 use crate::domain::{RawMarket, RejectReason, Rejections};
 use crate::self_metrics::SourceMetrics;
+use crate::settings::network::NetworkConfig;
+
+/// One source's own settings, resolved: all that [`build`] gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settings {
+    Cryptowatch(cryptowatch::CryptowatchConfig),
+    Kraken(NetworkConfig),
+    Binance(NetworkConfig),
+    /// Coinbase also knows its poll interval, which paces its product refresh.
+    Coinbase(NetworkConfig, Duration),
+    Demo(demo::DemoConfig),
+}
 
 /// The explicit list of sources: the one place a new source is wired in.
+/// Each gets its own settings and nothing else.
 pub fn build(
-    kind: SourceKind,
-    config: &Config,
+    settings: &Settings,
     metrics: Arc<SourceMetrics>,
 ) -> Result<Box<dyn Source>, SourceError> {
-    Ok(match kind {
-        SourceKind::Cryptowatch => {
-            Box::new(cryptowatch::Cryptowatch::new(&config.cryptowatch, metrics)?)
+    Ok(match settings {
+        Settings::Cryptowatch(c) => Box::new(cryptowatch::Cryptowatch::new(c, metrics)?),
+        Settings::Kraken(c) => Box::new(kraken::Kraken::new(c, metrics)?),
+        Settings::Binance(c) => Box::new(binance::Binance::new(c, metrics)?),
+        Settings::Coinbase(c, interval) => {
+            Box::new(coinbase::Coinbase::new(c, *interval, metrics)?)
         }
-        SourceKind::Kraken => Box::new(kraken::Kraken::new(&config.kraken, metrics)?),
-        SourceKind::Binance => Box::new(binance::Binance::new(&config.binance, metrics)?),
-        SourceKind::Coinbase => Box::new(coinbase::Coinbase::new(
-            &config.coinbase,
-            config.poll.interval,
-            metrics,
-        )?),
-        SourceKind::Demo => Box::new(demo::Demo::new(&config.demo)),
+        Settings::Demo(c) => Box::new(demo::Demo::new(c)),
     })
 }
 

@@ -10,8 +10,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use clap::Parser;
-use crypto_market_exporter::config::{Cli, Config};
+use crypto_market_exporter::config::Config;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -211,7 +210,7 @@ impl Exporter {
             .find_map(|a| a.strip_prefix("--web.telemetry-path="))
             .unwrap_or("/metrics")
             .to_owned();
-        let config = Config::from_cli(Cli::try_parse_from(argv).unwrap()).unwrap();
+        let config = Config::from_args_without_env(argv).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();

@@ -5,10 +5,23 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crypto_market_exporter::config::{Cli, Config};
+use std::ffi::OsString;
+
+use crypto_market_exporter::config::Config;
 
 fn config_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/config")
+}
+
+/// The configuration a file gives, with no flags and no environment.
+fn from_file(
+    path: &std::path::Path,
+) -> Result<Config, crypto_market_exporter::config::ConfigError> {
+    Config::from_args_without_env([
+        OsString::from("crypto-market-exporter"),
+        OsString::from("--config.file"),
+        path.into(),
+    ])
 }
 
 #[test]
@@ -26,11 +39,7 @@ fn every_invalid_file_fails_with_its_message() {
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
             .unwrap_or_else(|| panic!("{name}: no # expect: line"));
-        let cli = Cli {
-            config_file: Some(path.clone()),
-            ..Cli::default()
-        };
-        let err = Config::from_cli(cli).expect_err(&name).to_string();
+        let err = from_file(&path).expect_err(&name).to_string();
         // The file's own path, as the checkout places it, reads as tests/config/.
         let err = err.replace(&config_dir().display().to_string(), "tests/config");
         if std::env::var_os("UPDATE_EXPECT").is_some() {
@@ -56,14 +65,11 @@ fn every_invalid_file_fails_with_its_message() {
 
 #[test]
 fn example_config_is_valid() {
-    let cli = Cli {
-        config_file: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.example.yml")),
-        ..Cli::default()
-    };
-    let c = Config::from_cli(cli).unwrap();
+    let c =
+        from_file(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.example.yml")).unwrap();
     assert_eq!(c.listen_address.to_string(), ":9795");
     // The file says "the values shown are the defaults": all of them are.
-    let defaults = Config::from_cli(Cli::default()).unwrap();
+    let defaults = Config::from_args_without_env(["crypto-market-exporter"]).unwrap();
     assert_eq!(c, defaults, "config.example.yml differs from the defaults");
     let text = std::fs::read_to_string(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.example.yml"),
@@ -260,11 +266,13 @@ fn invalid_web_configs_name_the_key() {
     for (i, (body, expect)) in cases.iter().enumerate() {
         let path = dir.join(format!("web-{i}.yml"));
         std::fs::write(&path, body).unwrap();
-        let cli = Cli {
-            web_config_file: Some(path.clone()),
-            ..Cli::default()
-        };
-        let err = Config::from_cli(cli).expect_err(body).to_string();
+        let err = Config::from_args_without_env([
+            OsString::from("crypto-market-exporter"),
+            OsString::from("--web.config.file"),
+            path.clone().into(),
+        ])
+        .expect_err(body)
+        .to_string();
         assert!(
             err.starts_with("--web.config.file: ") && err.contains(expect),
             "{body:?}: expected {expect:?} in {err:?}"
@@ -303,6 +311,8 @@ fn help_matches_the_golden_file() {
 #[test]
 fn configuration_doc_lists_every_option_as_declared() {
     use clap::CommandFactory;
+    use crypto_market_exporter::config::options::Options;
+    use crypto_market_exporter::settings::file_key;
     let doc = std::fs::read_to_string(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
     )
@@ -313,7 +323,7 @@ fn configuration_doc_lists_every_option_as_declared() {
         .map(|l| {
             l.split('|')
                 .skip(1)
-                .take(3)
+                .take(4)
                 .map(|c| c.trim().trim_matches('`').to_owned())
                 .collect()
         })
@@ -321,9 +331,10 @@ fn configuration_doc_lists_every_option_as_declared() {
     let sources = ["cryptowatch", "kraken", "binance", "coinbase"];
     let mut used = std::collections::BTreeSet::new();
     let mut checked = 0;
-    for arg in Cli::command().get_arguments() {
+    for arg in Options::command().get_arguments() {
         let Some(long) = arg.get_long() else { continue };
-        if matches!(long, "help" | "version") {
+        // Hidden: --<public source>.api-key-file, there only to be refused with a reason.
+        if matches!(long, "help" | "version") || arg.is_hide_set() {
             continue;
         }
         let flag = format!("--{long}");
@@ -331,7 +342,7 @@ fn configuration_doc_lists_every_option_as_declared() {
             .get_env()
             .map(|e| e.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let key = long.replace('-', "_");
+        let key = file_key(long);
         // A network source's option is documented once, as --<source>.rest.
         let generic = sources.iter().find_map(|s| {
             let rest = long.strip_prefix(&format!("{s}."))?;
@@ -362,14 +373,20 @@ fn configuration_doc_lists_every_option_as_declared() {
             }
         };
         assert_eq!(rows[row][1], want_env, "{flag}: env var in the doc");
-        // The file key spells the flag's words with `_` and `.` as YAML nests them
-        // (`--web.config.file` is `web.config_file`): the same words in order.
-        let words = |k: &str| k.replace(['.', '-'], "_");
         if rows[row][2] != "—" {
-            assert_eq!(
-                words(&rows[row][2]),
-                words(&want_key),
-                "{flag}: file key in the doc"
+            assert_eq!(rows[row][2], want_key, "{flag}: file key in the doc");
+        }
+        // A default --help states as a value is the doc's (per-source ones differ
+        // between sources, and their row describes them).
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        if let Some(default) = help_default(&help)
+            && generic.is_none()
+            && !default.contains(' ')
+            && !rows[row][3].contains(default)
+        {
+            panic!(
+                "{flag}: --help says [default: {default}], the doc {:?}",
+                rows[row][3]
             );
         }
         used.insert(row);
@@ -384,4 +401,49 @@ fn configuration_doc_lists_every_option_as_declared() {
         "documented but not an option: {unused:?}"
     );
     assert!(checked >= 40, "only {checked} options");
+}
+
+/// The `[default: X]` an option's help states, if any.
+fn help_default(help: &str) -> Option<&str> {
+    help.split("[default: ").nth(1)?.split(']').next()
+}
+
+/// Every value `--help` states as a default is the default: giving it
+/// explicitly yields the same configuration as not giving it. The defaults
+/// are declared in code once; this keeps the help text honest about them.
+#[test]
+fn help_defaults_are_the_defaults() {
+    use clap::CommandFactory;
+    use crypto_market_exporter::config::options::Options;
+    // Defaults described in words, not a value one could type.
+    const DESCRIBED: [&str; 3] = [
+        "all",
+        "--poll.interval",
+        "the larger of --poll.max-backoff and 10x the poll interval",
+    ];
+    let defaults = Config::from_args_without_env(["crypto-market-exporter"]).unwrap();
+    let mut checked = 0;
+    for arg in Options::command().get_arguments() {
+        let (Some(long), Some(help)) = (arg.get_long(), arg.get_help()) else {
+            continue;
+        };
+        let help = help.to_string();
+        let Some(default) = help_default(&help) else {
+            continue;
+        };
+        if DESCRIBED.contains(&default) {
+            continue;
+        }
+        let given = Config::from_args_without_env([
+            "crypto-market-exporter",
+            &format!("--{long}={default}"),
+        ])
+        .unwrap_or_else(|e| panic!("--{long}: [default: {default}] is no value: {e}"));
+        assert_eq!(
+            given, defaults,
+            "--{long}: [default: {default}] is not the default"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} defaults checked");
 }
