@@ -26,7 +26,7 @@ use super::{
     Collected, Fetched, PollFuture, Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
 };
 use crate::admission::Admission;
-use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason, Rejections};
+use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::NetworkConfig;
 use crate::settings::network::NetworkDefaults;
@@ -255,19 +255,8 @@ pub fn parse_exchange_info(body: &[u8]) -> Result<ExchangeInfo, SourceError> {
     })
 }
 
-/// Parsed `/api/v3/ticker/24hr`.
-#[derive(Debug, Default)]
-pub struct Parsed {
-    pub markets: Vec<RawMarket>,
-    pub rejections: Rejections,
-}
-
-pub fn parse_ticker(body: &[u8], symbols: &HashMap<String, Assets>) -> Result<Parsed, SourceError> {
-    let collected = parse_ticker_into(body, symbols, Collected::default)?;
-    Ok(Parsed {
-        markets: collected.markets,
-        rejections: collected.rejections,
-    })
+pub fn parse_ticker(body: &[u8], symbols: &HashMap<String, Assets>) -> Result<Collected, SourceError> {
+    parse_ticker_into(body, symbols, Collected::default)
 }
 
 /// Streams `/api/v3/ticker/24hr` into a fresh sink from `fresh`, element by

@@ -29,7 +29,7 @@ use super::{
     Collected, Fetched, PollFuture, Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
 };
 use crate::admission::Admission;
-use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason, Rejections};
+use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::NetworkConfig;
 use crate::settings::network::NetworkDefaults;
@@ -224,20 +224,9 @@ pub fn parse_asset_pairs(body: &[u8]) -> Result<HashMap<String, Assets>, SourceE
     Ok(pairs)
 }
 
-/// Parsed `/0/public/Ticker`.
-#[derive(Debug, Default)]
-pub struct Parsed {
-    pub markets: Vec<RawMarket>,
-    pub rejections: Rejections,
-}
-
 /// Parses `/0/public/Ticker` (all pairs), naming pairs from the AssetPairs listing.
-pub fn parse_ticker(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<Parsed, SourceError> {
-    let collected = parse_ticker_into(body, pairs, Collected::default)?;
-    Ok(Parsed {
-        markets: collected.markets,
-        rejections: collected.rejections,
-    })
+pub fn parse_ticker(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<Collected, SourceError> {
+    parse_ticker_into(body, pairs, Collected::default)
 }
 
 /// Streams `/0/public/Ticker` into a fresh sink from `fresh`, entry by entry:

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Exporter, FakeUpstream, Reply, unmetered};
 use crate::harness::{
-    DEADLINE, Proc, TempDir, assert_says, binary, derived_alertmanager, free_port, query, root,
-    start_sink, start_smtp_sink, unix_now, wait_until,
+    DEADLINE, Proc, TempDir, assert_says, binary, derived_alertmanager, free_port, query, ready,
+    root, start_sink, start_smtp_sink, unix_now, wait_until,
 };
 use crypto_market_exporter::domain::{Market, MarketGauge, Rejections, admit_all};
 use crypto_market_exporter::source::cryptowatch::parse;
@@ -219,7 +219,7 @@ async fn spike_reaches_the_sink_and_every_query_has_data() {
 
     // The backfilled hour is visible: 360 samples before the live ones.
     wait_until("Prometheus with the backfilled hour", started, || async {
-        client.get(format!("{prom}/-/ready")).send().await.is_ok_and(|r| r.status().is_success())
+        ready(&client, &format!("{prom}/-/ready")).await
             && query(&client, &prom, r#"count_over_time(crypto_market_price{exchange="kraken",pair="btcusd"}[1h]) > 300"#).await.len() == 1
     })
     .await;

@@ -273,6 +273,15 @@ pub async fn query(client: &reqwest::Client, prom: &str, expr: &str) -> Vec<Valu
         .unwrap_or_default()
 }
 
+/// Whether `url` answers 2xx: a server's readiness endpoint (`/-/ready`, `/health`).
+pub async fn ready(client: &reqwest::Client, url: &str) -> bool {
+    client
+        .get(url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
 pub async fn wait_until<F, Fut>(what: &str, started: Instant, mut f: F)
 where
     F: FnMut() -> Fut,

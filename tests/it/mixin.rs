@@ -408,10 +408,10 @@ fn pair_splits_partition_every_pair() {
             assert_eq!(hits, 1, "{n} splits: {c:?} is in {hits} splits");
         }
         // The last is a positive matcher with a negated class (a negative matcher
-        // gathers the postings of every excluded pair: docs/performance.md).
+        // gathers the postings of every excluded pair: benches/load/RESULTS.md).
         assert!(matchers.last().unwrap().starts_with("pair=~\"[^"));
     }
-    // The large variant's classes are those measured (docs/performance.md).
+    // The large variant's classes are those measured (benches/load/RESULTS.md).
     assert_eq!(splits["large"][0], "pair=~\"[0-9a].*\"");
     assert_eq!(splits["large"][11], "pair=~\"[^0-9a-v].*\"");
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use crate::common::{Exporter, FakeUpstream, Reply, unmetered};
 use crate::harness::{
     DEADLINE, Notifications, Proc, TempDir, binary, derived_alertmanager, free_port, get_json,
-    post_form, query, root, start_sink, start_smtp_sink, unix_now, wait_until,
+    post_form, query, ready, root, start_sink, start_smtp_sink, unix_now, wait_until,
 };
 use crypto_market_exporter::domain::{MarketGauge, Rejections, admit_all};
 use crypto_market_exporter::source::cryptowatch::parse;
@@ -365,12 +365,9 @@ async fn shards_into_victoriametrics_with_vmalert_and_an_alertmanager_pair() {
             .arg("-search.latencyOffset=0s")
             .arg("-search.disableCache"),
     );
-    wait_until("VictoriaMetrics", Instant::now(), || async {
-        client
-            .get(format!("{vm}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
+    let health = format!("{vm}/health");
+    wait_until("VictoriaMetrics", Instant::now(), || {
+        ready(&client, &health)
     })
     .await;
     import_history(&client, &vm, &instance).await;
@@ -675,12 +672,9 @@ async fn shards_into_victoriametrics_with_vmalert_and_an_alertmanager_pair() {
             .arg(format!("--web.listen-address=127.0.0.1:{ref_port}"))
             .arg(format!("--query.lookback-delta={LOOKBACK}")),
     );
-    wait_until("the reference Prometheus", Instant::now(), || async {
-        client
-            .get(format!("{reference}/-/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
+    let reference_ready = format!("{reference}/-/ready");
+    wait_until("the reference Prometheus", Instant::now(), || {
+        ready(&client, &reference_ready)
     })
     .await;
 
