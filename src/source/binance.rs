@@ -255,7 +255,10 @@ pub fn parse_exchange_info(body: &[u8]) -> Result<ExchangeInfo, SourceError> {
     })
 }
 
-pub fn parse_ticker(body: &[u8], symbols: &HashMap<String, Assets>) -> Result<Collected, SourceError> {
+pub fn parse_ticker(
+    body: &[u8],
+    symbols: &HashMap<String, Assets>,
+) -> Result<Collected, SourceError> {
     parse_ticker_into(body, symbols, Collected::default)
 }
 

@@ -225,7 +225,10 @@ pub fn parse_asset_pairs(body: &[u8]) -> Result<HashMap<String, Assets>, SourceE
 }
 
 /// Parses `/0/public/Ticker` (all pairs), naming pairs from the AssetPairs listing.
-pub fn parse_ticker(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<Collected, SourceError> {
+pub fn parse_ticker(
+    body: &[u8],
+    pairs: &HashMap<String, Assets>,
+) -> Result<Collected, SourceError> {
     parse_ticker_into(body, pairs, Collected::default)
 }
 
