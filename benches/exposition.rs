@@ -41,6 +41,17 @@ fn self_metrics() -> [String; 2] {
     Format::ALL.map(|f| self_metrics::render(f, &values))
 }
 
+/// The self-metrics of all five sources, both formats: rendered once per
+/// publish (prometheus-client's encoders over the values' snapshot).
+#[divan::bench]
+fn render_self_metrics(bencher: divan::Bencher) {
+    let values: Vec<_> = SourceKind::ALL
+        .into_iter()
+        .map(|k| (k, SourceMetrics::new(k).values()))
+        .collect();
+    bencher.bench(|| Format::ALL.map(|f| self_metrics::render(f, divan::black_box(&values))));
+}
+
 /// JSON body → typed DTOs → raw domain markets.
 #[divan::bench]
 fn parse_summaries(bencher: divan::Bencher) {

@@ -21,7 +21,8 @@
 //! - [`poller`]: one task per source: poll, pace, back off, publish.
 //! - [`exposition`]: rendering, format negotiation types, gzip;
 //!   [`shard`]: slices of `/metrics` for sharded scraping.
-//! - [`self_metrics`]: the `crypto_market_exporter_*` self-metrics.
+//! - [`self_metrics`]: the `crypto_market_exporter_*` self-metrics, encoded by
+//!   prometheus-client.
 //! - [`state`]: the slots and the atomically swapped exposition.
 //! - [`server`]: the axum router; [`serve`]: the server loop with its
 //!   timeouts and connection cap; [`accept`]: the listener that counts failed

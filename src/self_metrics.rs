@@ -3,7 +3,10 @@
 //!
 //! Each source's poller and HTTP client write into its [`SourceMetrics`];
 //! [`render`] turns all of them into one exposition block per format at
-//! publish time, so scrapes never touch these locks.
+//! publish time, so scrapes never touch these locks. The encoding is
+//! prometheus-client's (a `Collector` over the values copied out, in the
+//! Prometheus text format and in OpenMetrics): names, types, HELP and
+//! escaping are the client library's, not ours.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -11,7 +14,17 @@ use std::time::{Duration, SystemTime};
 use crate::domain::{Credits, SourceKind};
 use crate::domain::{RejectReason, Rejections};
 use crate::error::SourceError;
-use crate::exposition::{Format, MetricType, write_header, write_sample};
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, MetricEncoder, NoLabelSet,
+    prometheus_text, text,
+};
+use prometheus_client::metrics::MetricType as PcMetricType;
+use prometheus_client::registry::Registry;
+
+use crate::exposition::Format;
 
 const PREFIX: &str = "crypto_market_exporter";
 
@@ -26,7 +39,8 @@ pub struct SourceValues {
     pub polls_failure: u64,
     /// Indexed like `SourceError::REASONS`.
     pub failures: [u64; SourceError::REASONS.len()],
-    pub request_buckets: [u64; BUCKETS.len()],
+    /// Requests per bucket (not cumulative), the last one past every bound (+Inf).
+    pub request_buckets: [u64; BUCKETS.len() + 1],
     pub request_count: u64,
     pub request_sum: f64,
     pub last_success_unix: Option<f64>,
@@ -89,11 +103,11 @@ impl SourceMetrics {
     pub fn observe_request(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let mut v = self.lock();
-        for (bucket, le) in v.request_buckets.iter_mut().zip(BUCKETS) {
-            if secs <= le {
-                *bucket += 1;
-            }
-        }
+        let bucket = BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(BUCKETS.len());
+        v.request_buckets[bucket] += 1;
         v.request_count += 1;
         v.request_sum += secs;
     }
@@ -140,345 +154,252 @@ fn unix_seconds(t: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// One self-metric family: header once, then one call per source.
-fn family(
-    out: &mut String,
-    format: Format,
-    name: &str,
-    kind: MetricType,
-    help: &str,
-    sources: &[(SourceKind, SourceValues)],
-    mut samples: impl FnMut(&mut String, &str, &SourceValues),
-) {
-    write_header(out, format, &format!("{PREFIX}_{name}"), kind, help);
-    for (kind, values) in sources {
-        samples(out, kind.as_str(), values);
+/// The self-metrics of every source at one moment, encoded by prometheus-client.
+#[derive(Debug)]
+struct Snapshot {
+    sources: Vec<(SourceKind, SourceValues)>,
+    accept_errors: u64,
+    connections_rejected: u64,
+}
+
+/// Labels of one sample: `source` first, as every family has it.
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+impl Snapshot {
+    /// One family: its descriptor, then `samples` gives each source's
+    /// (labels, value) pairs, encoded by `encode`.
+    fn family<T>(
+        &self,
+        enc: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        metric_type: PcMetricType,
+        samples: impl Fn(&str, &SourceValues) -> Vec<(Labels<'static>, T)>,
+        encode: impl Fn(&mut MetricEncoder, &T) -> fmt::Result,
+    ) -> fmt::Result {
+        let mut family = enc.encode_descriptor(name, help, None, metric_type)?;
+        for (kind, values) in &self.sources {
+            for (extra, value) in samples(kind.as_str(), values) {
+                let mut labels: Labels = vec![("source", kind.as_str())];
+                labels.extend(extra);
+                encode(&mut family.encode_family(&labels)?, &value)?;
+            }
+        }
+        Ok(())
     }
 }
 
-/// Renders the self-metrics of every source, in one format.
-pub fn render(format: Format, sources: &[(SourceKind, SourceValues)]) -> String {
-    let mut out = String::with_capacity(8 * 1024);
-    let o = &mut out;
-    let n = |s: &str| format!("{PREFIX}_{s}");
+fn counter<T: EncodeCounterValue>(m: &mut MetricEncoder, v: &T) -> fmt::Result {
+    m.encode_counter::<NoLabelSet, _, u64>(v, None)
+}
 
-    family(
-        o,
-        format,
-        "polls",
-        MetricType::Counter,
-        "Polls of the upstream API, by outcome.",
-        sources,
-        |o, s, v| {
-            write_sample(
-                o,
-                &n("polls_total"),
-                &[("source", s), ("result", "success")],
-                v.polls_success as f64,
-            );
-            write_sample(
-                o,
-                &n("polls_total"),
-                &[("source", s), ("result", "failure")],
-                v.polls_failure as f64,
-            );
-        },
-    );
-    family(
-        o,
-        format,
-        "poll_failures",
-        MetricType::Counter,
-        "Failed polls, by bounded reason.",
-        sources,
-        |o, s, v| {
-            for (reason, count) in SourceError::REASONS.iter().zip(v.failures) {
-                write_sample(
-                    o,
-                    &n("poll_failures_total"),
-                    &[("source", s), ("reason", reason)],
-                    count as f64,
-                );
-            }
-        },
-    );
-    family(
-        o,
-        format,
-        "upstream_request_duration_seconds",
-        MetricType::Histogram,
-        "Duration of upstream HTTP requests, body included, rate-limiter wait excluded.",
-        sources,
-        |o, s, v| {
-            let name = n("upstream_request_duration_seconds_bucket");
-            for (le, count) in BUCKETS.iter().zip(v.request_buckets) {
-                write_sample(
-                    o,
-                    &name,
-                    &[("source", s), ("le", &le.to_string())],
-                    count as f64,
-                );
-            }
-            write_sample(
-                o,
-                &name,
-                &[("source", s), ("le", "+Inf")],
-                v.request_count as f64,
-            );
-            write_sample(
-                o,
-                &n("upstream_request_duration_seconds_sum"),
-                &[("source", s)],
-                v.request_sum,
-            );
-            write_sample(
-                o,
-                &n("upstream_request_duration_seconds_count"),
-                &[("source", s)],
-                v.request_count as f64,
-            );
-        },
-    );
-    family(
-        o,
-        format,
-        "last_success_timestamp_seconds",
-        MetricType::Gauge,
-        "Unix time of the last successful poll; 0 before the first one.",
-        sources,
-        |o, s, v| {
-            write_sample(
-                o,
-                &n("last_success_timestamp_seconds"),
-                &[("source", s)],
-                v.last_success_unix.unwrap_or(0.0),
-            )
-        },
-    );
-    family(
-        o,
-        format,
-        "last_poll_duration_seconds",
-        MetricType::Gauge,
-        "Wall time of the last successful poll: every request of a full refresh, rate-limiter waits included.",
-        sources,
-        |o, s, v| {
-            write_sample(
-                o,
-                &n("last_poll_duration_seconds"),
-                &[("source", s)],
-                v.last_poll_seconds,
-            )
-        },
-    );
-    family(
-        o,
-        format,
-        "last_poll_requests",
-        MetricType::Gauge,
-        "Upstream HTTP requests made by the last successful poll.",
-        sources,
-        |o, s, v| {
-            write_sample(
-                o,
-                &n("last_poll_requests"),
-                &[("source", s)],
-                f64::from(v.last_poll_requests),
-            )
-        },
-    );
-    family(
-        o,
-        format,
-        "up",
-        MetricType::Gauge,
-        "1 if the last poll of the source succeeded, else 0.",
-        sources,
-        |o, s, v| {
-            write_sample(o, &n("up"), &[("source", s)], if v.up { 1.0 } else { 0.0 });
-        },
-    );
-    family(
-        o,
-        format,
-        "markets",
-        MetricType::Gauge,
-        "Markets exported from the last successful poll.",
-        sources,
-        |o, s, v| {
-            write_sample(o, &n("markets"), &[("source", s)], v.markets as f64);
-        },
-    );
-    family(
-        o,
-        format,
-        "markets_no_trades",
-        MetricType::Gauge,
-        "Markets of the last successful poll with a last price of 0 (no trade in 24h), exported without price gauges.",
-        sources,
-        |o, s, v| {
-            write_sample(
-                o,
-                &n("markets_no_trades"),
-                &[("source", s)],
-                v.no_trades as f64,
-            )
-        },
-    );
-    family(
-        o,
-        format,
-        "markets_excluded",
-        MetricType::Gauge,
-        "Markets of the last successful poll removed by the include/exclude filters.",
-        sources,
-        |o, s, v| {
-            write_sample(
-                o,
-                &n("markets_excluded"),
-                &[("source", s)],
-                v.markets_excluded as f64,
-            )
-        },
-    );
-    family(
-        o,
-        format,
-        "markets_truncated",
-        MetricType::Gauge,
-        "Markets of the last successful poll dropped because the markets.max cap was reached.",
-        sources,
-        |o, s, v| {
-            write_sample(
-                o,
-                &n("markets_truncated"),
-                &[("source", s)],
-                v.markets_truncated as f64,
-            )
-        },
-    );
-    family(
-        o,
-        format,
-        "values_rejected",
-        MetricType::Counter,
-        "Values (or entries) rejected by validation, by reason.",
-        sources,
-        |o, s, v| {
-            for reason in RejectReason::ALL {
-                write_sample(
-                    o,
-                    &n("values_rejected_total"),
-                    &[("source", s), ("reason", reason.reason())],
-                    v.rejected[reason as usize] as f64,
-                );
-            }
-        },
-    );
-    family(
-        o,
-        format,
-        "rate_limiter_wait_seconds",
-        MetricType::Counter,
-        "Time spent waiting on the outbound rate limiter.",
-        sources,
-        |o, s, v| {
-            write_sample(
-                o,
-                &n("rate_limiter_wait_seconds_total"),
-                &[("source", s)],
-                v.limiter_wait_seconds,
-            )
-        },
-    );
-    family(
-        o,
-        format,
-        "next_poll_delay_seconds",
-        MetricType::Gauge,
-        "Delay before the next poll, after credit pacing, Retry-After and backoff.",
-        sources,
-        |o, s, v| {
-            write_sample(
-                o,
-                &n("next_poll_delay_seconds"),
-                &[("source", s)],
-                v.next_poll_delay.as_secs_f64(),
-            )
-        },
-    );
-    let metered: Vec<(SourceKind, SourceValues)> = sources
-        .iter()
-        .filter(|(_, v)| v.credits.is_some())
-        .cloned()
-        .collect();
-    if !metered.is_empty() {
-        family(
-            o,
-            format,
-            "credits_remaining",
-            MetricType::Gauge,
-            "API credits left until the upstream's daily reset.",
-            &metered,
-            |o, s, v| {
-                if let Some(c) = v.credits {
-                    write_sample(o, &n("credits_remaining"), &[("source", s)], c.remaining);
-                }
+fn gauge<T: EncodeGaugeValue>(m: &mut MetricEncoder, v: &T) -> fmt::Result {
+    m.encode_gauge(v)
+}
+
+/// A gauge family with one sample per source, no other label.
+fn per_source<T>(
+    value: impl Fn(&SourceValues) -> T,
+) -> impl Fn(&str, &SourceValues) -> Vec<(Labels<'static>, T)> {
+    move |_, v| vec![(Vec::new(), value(v))]
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let e = &mut enc;
+        let n = |s: &str| format!("{PREFIX}_{s}");
+        self.family(
+            e,
+            &n("polls"),
+            "Polls of the upstream API, by outcome.",
+            PcMetricType::Counter,
+            |_, v| {
+                vec![
+                    (vec![("result", "success")], v.polls_success),
+                    (vec![("result", "failure")], v.polls_failure),
+                ]
             },
-        );
-        family(
-            o,
-            format,
-            "credits_cost",
-            MetricType::Gauge,
-            "API credits the last poll request cost.",
-            &metered,
-            |o, s, v| {
-                if let Some(c) = v.credits {
-                    write_sample(o, &n("credits_cost"), &[("source", s)], c.cost);
-                }
+            counter,
+        )?;
+        self.family(
+            e,
+            &n("poll_failures"),
+            "Failed polls, by bounded reason.",
+            PcMetricType::Counter,
+            |_, v| {
+                SourceError::REASONS
+                    .iter()
+                    .zip(v.failures)
+                    .map(|(r, c)| (vec![("reason", *r)], c))
+                    .collect()
             },
-        );
+            counter,
+        )?;
+        self.family(
+            e,
+            &n("upstream_request_duration_seconds"),
+            "Duration of upstream HTTP requests, body included, rate-limiter wait excluded.",
+            PcMetricType::Histogram,
+            |_, v| vec![(Vec::new(), v.clone())],
+            |m, v: &SourceValues| {
+                let buckets: Vec<(f64, u64)> = BUCKETS
+                    .iter()
+                    .copied()
+                    .chain([f64::INFINITY])
+                    .zip(v.request_buckets)
+                    .collect();
+                m.encode_histogram::<NoLabelSet>(v.request_sum, v.request_count, &buckets, None)
+            },
+        )?;
+        self.family(
+            e,
+            &n("last_success_timestamp_seconds"),
+            "Unix time of the last successful poll; 0 before the first one.",
+            PcMetricType::Gauge,
+            per_source(|v| v.last_success_unix.unwrap_or(0.0)),
+            gauge,
+        )?;
+        self.family(e, &n("last_poll_duration_seconds"),
+            "Wall time of the last successful poll: every request of a full refresh, rate-limiter waits included.",
+            PcMetricType::Gauge, per_source(|v| v.last_poll_seconds), gauge)?;
+        self.family(
+            e,
+            &n("last_poll_requests"),
+            "Upstream HTTP requests made by the last successful poll.",
+            PcMetricType::Gauge,
+            per_source(|v| v.last_poll_requests),
+            gauge,
+        )?;
+        self.family(
+            e,
+            &n("up"),
+            "1 if the last poll of the source succeeded, else 0.",
+            PcMetricType::Gauge,
+            per_source(|v| i64::from(v.up)),
+            gauge,
+        )?;
+        self.family(
+            e,
+            &n("markets"),
+            "Markets exported from the last successful poll.",
+            PcMetricType::Gauge,
+            per_source(|v| v.markets),
+            gauge,
+        )?;
+        self.family(e, &n("markets_no_trades"),
+            "Markets of the last successful poll with a last price of 0 (no trade in 24h), exported without price gauges.",
+            PcMetricType::Gauge, per_source(|v| v.no_trades), gauge)?;
+        self.family(
+            e,
+            &n("markets_excluded"),
+            "Markets of the last successful poll removed by the include/exclude filters.",
+            PcMetricType::Gauge,
+            per_source(|v| v.markets_excluded),
+            gauge,
+        )?;
+        self.family(
+            e,
+            &n("markets_truncated"),
+            "Markets of the last successful poll dropped because the markets.max cap was reached.",
+            PcMetricType::Gauge,
+            per_source(|v| v.markets_truncated),
+            gauge,
+        )?;
+        self.family(
+            e,
+            &n("values_rejected"),
+            "Values (or entries) rejected by validation, by reason.",
+            PcMetricType::Counter,
+            |_, v| {
+                RejectReason::ALL
+                    .iter()
+                    .map(|r| (vec![("reason", r.reason())], v.rejected[*r as usize]))
+                    .collect()
+            },
+            counter,
+        )?;
+        self.family(
+            e,
+            &n("rate_limiter_wait_seconds"),
+            "Time spent waiting on the outbound rate limiter.",
+            PcMetricType::Counter,
+            per_source(|v| v.limiter_wait_seconds),
+            counter,
+        )?;
+        self.family(
+            e,
+            &n("next_poll_delay_seconds"),
+            "Delay before the next poll, after credit pacing, Retry-After and backoff.",
+            PcMetricType::Gauge,
+            per_source(|v| v.next_poll_delay.as_secs_f64()),
+            gauge,
+        )?;
+        // Credits only for the sources an upstream meters: no family at all otherwise.
+        let metered = Snapshot {
+            sources: self
+                .sources
+                .iter()
+                .filter(|(_, v)| v.credits.is_some())
+                .cloned()
+                .collect(),
+            accept_errors: 0,
+            connections_rejected: 0,
+        };
+        if !metered.sources.is_empty() {
+            metered.family(
+                e,
+                &n("credits_remaining"),
+                "API credits left until the upstream's daily reset.",
+                PcMetricType::Gauge,
+                per_source(|v| v.credits.map_or(0.0, |c| c.remaining)),
+                gauge,
+            )?;
+            metered.family(
+                e,
+                &n("credits_cost"),
+                "API credits the last poll request cost.",
+                PcMetricType::Gauge,
+                per_source(|v| v.credits.map_or(0.0, |c| c.cost)),
+                gauge,
+            )?;
+        }
+        counter(
+            &mut e.encode_descriptor(&n("accept_errors"),
+                "Failed accepts of HTTP connections (most often: out of file descriptors); updated once per poll.",
+                None, PcMetricType::Counter)?,
+            &self.accept_errors,
+        )?;
+        counter(
+            &mut e.encode_descriptor(&n("connections_rejected"),
+                "HTTP connections closed at once because --web.max-connections were open; updated once per poll.",
+                None, PcMetricType::Counter)?,
+            &self.connections_rejected,
+        )?;
+        e.encode_descriptor(
+            &n("build"),
+            "Build information of the exporter; the value is always 1.",
+            None,
+            PcMetricType::Info,
+        )?
+        .encode_info(&[("version", env!("CARGO_PKG_VERSION"))])
     }
-    write_header(
-        o,
-        format,
-        &n("accept_errors"),
-        MetricType::Counter,
-        "Failed accepts of HTTP connections (most often: out of file descriptors); updated once per poll.",
-    );
-    write_sample(
-        o,
-        &n("accept_errors_total"),
-        &[],
-        crate::accept::accept_errors() as f64,
-    );
-    write_header(
-        o,
-        format,
-        &n("connections_rejected"),
-        MetricType::Counter,
-        "HTTP connections closed at once because --web.max-connections were open; updated once per poll.",
-    );
-    write_sample(
-        o,
-        &n("connections_rejected_total"),
-        &[],
-        crate::serve::connections_rejected() as f64,
-    );
-    write_header(
-        o,
-        format,
-        &n("build"),
-        MetricType::Info,
-        "Build information of the exporter; the value is always 1.",
-    );
-    write_sample(
-        o,
-        &n("build_info"),
-        &[("version", env!("CARGO_PKG_VERSION"))],
-        1.0,
-    );
+}
+
+/// Renders the self-metrics of every source, in one format (OpenMetrics
+/// without its `# EOF`: the exposition ends the whole body).
+pub fn render(format: Format, sources: &[(SourceKind, SourceValues)]) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot {
+        sources: sources.to_vec(),
+        accept_errors: crate::accept::accept_errors(),
+        connections_rejected: crate::serve::connections_rejected(),
+    }));
+    let mut out = String::with_capacity(8 * 1024);
+    // Writing into a String cannot fail, and the collector returns no error of its own.
+    let _ = match format {
+        Format::Text => prometheus_text::encode(&mut out, &registry),
+        Format::OpenMetrics => text::encode_registry(&mut out, &registry),
+    };
     out
 }
 
@@ -518,7 +439,7 @@ mod tests {
             "crypto_market_exporter_upstream_request_duration_seconds_bucket{source=\"cryptowatch\",le=\"0.25\"} 0",
             "crypto_market_exporter_upstream_request_duration_seconds_bucket{source=\"cryptowatch\",le=\"0.5\"} 1",
             "crypto_market_exporter_upstream_request_duration_seconds_bucket{source=\"cryptowatch\",le=\"+Inf\"} 1",
-            "crypto_market_exporter_last_success_timestamp_seconds{source=\"cryptowatch\"} 100",
+            "crypto_market_exporter_last_success_timestamp_seconds{source=\"cryptowatch\"} 100.0",
             "crypto_market_exporter_up{source=\"cryptowatch\"} 1",
             "crypto_market_exporter_last_poll_duration_seconds{source=\"cryptowatch\"} 1.5",
             "crypto_market_exporter_last_poll_requests{source=\"cryptowatch\"} 2",
