@@ -624,9 +624,21 @@ async fn shards_into_victoriametrics_with_vmalert_and_an_alertmanager_pair() {
     for name in &names {
         loop {
             let series = export(&client, &vm, name, frozen).await;
+            // The latest evaluation with a value: once the inputs pass the lookback,
+            // vmalert ends each series with a staleness marker (null here), which
+            // has nothing to compare. A slow machine may read only after that.
             let latest = series
                 .iter()
-                .filter_map(|s| s["timestamps"].as_array()?.last()?.as_i64())
+                .filter_map(|s| {
+                    let values = s["values"].as_array()?;
+                    s["timestamps"]
+                        .as_array()?
+                        .iter()
+                        .zip(values)
+                        .filter(|(_, v)| v.is_number())
+                        .filter_map(|(t, _)| t.as_i64())
+                        .max()
+                })
                 .max();
             if let Some(ms) = latest {
                 at.insert((*name).to_owned(), ms as f64 / 1000.0);
