@@ -30,10 +30,13 @@
 //!   [`listen`]: listen addresses as Go exporters accept them;
 //!   [`web_config`]: TLS, basic auth and headers (`--web.config.file`).
 //!
+//! [`backfill`] writes the recent past as OpenMetrics (the `backfill` subcommand).
+//!
 //! [`run`] wires it together; `main.rs` only parses config and handles signals.
 
 pub mod accept;
 pub mod admission;
+pub mod backfill;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -78,7 +81,11 @@ pub enum Error {
 
 /// The market filter of one source: the configured one, plus, for sources
 /// that report many exchanges, the exchanges another configured source owns.
-fn filter_for(config: &Config, kind: source::SourceKind, owned: &[&str]) -> filter::MarketFilter {
+pub fn filter_for(
+    config: &Config,
+    kind: source::SourceKind,
+    owned: &[&str],
+) -> filter::MarketFilter {
     let mut filter = config.filter.clone();
     if kind.exchange().is_none() {
         filter

@@ -11,6 +11,10 @@ async fn main() -> ExitCode {
     // `crypto-market-exporter healthcheck [flags]`: probe the running exporter
     // configured by the same flags/env (for container HEALTHCHECKs).
     let mut args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "backfill") {
+        args.remove(1);
+        return backfill(args);
+    }
     let healthcheck = args.get(1).is_some_and(|a| a == "healthcheck");
     if healthcheck {
         args.remove(1);
@@ -44,6 +48,33 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "exiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `crypto-market-exporter backfill`: history as OpenMetrics, then exit.
+fn backfill(args: Vec<String>) -> ExitCode {
+    use crypto_market_exporter::backfill;
+    let (config, flags) = match backfill::parse(args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("crypto-market-exporter: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(config.log_level, config.log_format);
+    match backfill::run(&config, &flags, std::time::SystemTime::now()) {
+        Ok(written) => {
+            tracing::info!(
+                series = written.series,
+                samples = written.samples,
+                "backfill written"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("crypto-market-exporter: backfill failed: {e}");
             ExitCode::FAILURE
         }
     }

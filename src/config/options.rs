@@ -300,6 +300,15 @@ impl Options {
         cmd: clap::Command,
         args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
     ) -> Result<(Self, Origins), ArgsError> {
+        Self::load_with_matches(cmd, args).map(|(options, origins, _)| (options, origins))
+    }
+
+    /// [`Options::load`], also returning clap's matches: a subcommand's own
+    /// flags (`backfill --since`) are read from them.
+    pub fn load_with_matches(
+        cmd: clap::Command,
+        args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    ) -> Result<(Self, Origins, clap::ArgMatches), ArgsError> {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let matches = cmd
             .clone()
@@ -312,7 +321,8 @@ impl Options {
         options
             .update_from_arg_matches(&matches)
             .map_err(ArgsError::Clap)?;
-        Ok((options, Origins::from_matches(&cmd, &matches)))
+        let origins = Origins::from_matches(&cmd, &matches);
+        Ok((options, origins, matches))
     }
 
     /// The options a YAML text gives on its own.

@@ -22,6 +22,7 @@
 mod common;
 mod harness;
 
+mod backfill;
 mod binary;
 mod config;
 mod cryptowatch;
