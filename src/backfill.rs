@@ -11,6 +11,7 @@
 //! live exporter goes on); the network sources' candle endpoints are not
 //! read yet, and asking for one is refused with a message saying so.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -267,7 +268,7 @@ fn write_demo(
                 line.push_str("} ");
                 push_value(&mut line, v);
                 let ms = demo.time_of(step);
-                line.push_str(&format!(" {}.{:03}\n", ms / 1000, ms % 1000));
+                let _ = writeln!(line, " {}.{:03}", ms / 1000, ms % 1000);
                 out.write_all(line.as_bytes())?;
                 written.samples += 1;
             }

@@ -119,7 +119,7 @@ fn backfill(dir: &Path, instance: &str) {
 }
 
 /// The repo's rule files with every group interval shortened to 5s.
-fn derived_rules(dir: &Path) -> Vec<PathBuf> {
+pub fn derived_rules(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(root().join("prometheus/rules")).unwrap() {
         let path = entry.unwrap().path();
