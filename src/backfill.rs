@@ -44,6 +44,14 @@ pub struct BackfillArgs {
         value_parser = value::parse::<UnixTime>
     )]
     pub until: Option<UnixTime>,
+    /// Time between samples of the history: a multiple of the poll interval (rounded up to one). A coarser step keeps the history of a fast-polled demo small. [default: --poll.interval]
+    #[arg(
+        long = "step",
+        env = "CRYPTO_MARKET_EXPORTER_BACKFILL_STEP",
+        value_name = "DURATION",
+        value_parser = value::parse::<Duration>
+    )]
+    pub step: Option<Duration>,
     /// Write the OpenMetrics text to this file (replaced when complete) instead of standard output.
     #[arg(
         long = "output",
@@ -163,12 +171,13 @@ pub fn run(
     let from = until.checked_sub(since).ok_or_else(|| {
         BackfillError::Range(format!("{since:?} before {until:?} is before 1970"))
     })?;
-    let written = write_demo(config, from, until, &args.labels, &mut out).map_err(|error| {
-        BackfillError::Write {
-            path: path.clone(),
-            error,
-        }
-    })?;
+    let written =
+        write_demo(config, from, until, args.step, &args.labels, &mut out).map_err(|error| {
+            BackfillError::Write {
+                path: path.clone(),
+                error,
+            }
+        })?;
     out.flush().map_err(|error| BackfillError::Write {
         path: path.clone(),
         error,
@@ -202,14 +211,26 @@ fn write_demo(
     config: &Config,
     from: SystemTime,
     until: SystemTime,
+    step: Option<Duration>,
     extra: &[Label],
     out: &mut dyn Write,
 ) -> std::io::Result<Written> {
     let demo = Demo::new(&config.demo);
+    // Every `stride`-th step, on steps that are multiples of it, so that runs at
+    // different times sample the same instants.
+    let interval_ms = demo.time_of(1).max(1);
+    let stride = step.map_or(1, |s| {
+        u64::try_from(s.as_millis())
+            .unwrap_or(u64::MAX)
+            .div_ceil(interval_ms)
+            .max(1)
+    });
     let (first, last) = (
-        demo.step_of(unix_ms(from).saturating_add(demo.time_of(1) - 1)),
+        demo.step_of(unix_ms(from).saturating_add(interval_ms - 1)),
         demo.step_of(unix_ms(until)),
     );
+    let last = last - last % stride;
+    let first = first.div_ceil(stride).saturating_mul(stride);
     let mut written = Written::default();
     if first > last {
         out.write_all(b"# EOF\n")?;
@@ -257,7 +278,8 @@ fn write_demo(
                 labels.push('"');
             }
             written.series += 1;
-            for (step, values) in (first..=last).zip(demo.series(m, first..=last)) {
+            let series = demo.series(m, first..=last);
+            for (step, values) in (first..=last).zip(series).step_by(stride as usize) {
                 let Some(v) = Demo::gauges(values, quote_usd)[gauge as usize] else {
                     continue;
                 };

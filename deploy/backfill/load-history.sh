@@ -36,6 +36,12 @@ log() { echo "load-history: $*" >&2; }
 
 [ -s "$history" ] || { log "$history: missing or empty"; exit 1; }
 mkdir -p "$data"
+# Only into a fresh data directory: a Prometheus that ran already has its own
+# samples for the window (compose runs this on every `up`).
+if [ -d "$data/wal" ] || ls -d "$data"/01* >/dev/null 2>&1; then
+  log "$data already holds data: nothing loaded"
+  exit 0
+fi
 
 # The window: the first and the last sample of the file (every series has the
 # same steps, so the first series' first sample and the file's last one).

@@ -479,3 +479,52 @@ async fn loaded_history_serves_rules_and_alerts_from_the_first_minute() {
     }
     exporter.stop().await;
 }
+
+/// A fast-polled demo (5 s) backfilled at 60 s: every 12th step, on whole minutes,
+/// each the very value the live exporter serves at that step.
+#[test]
+fn a_coarser_step_samples_the_same_values() {
+    let dir = TempDir::new("backfill-step");
+    let config = config(&["--source=demo", "--demo.markets=3", "--poll.interval=5s"]);
+    let path = dir.0.join("h.om");
+    let args = BackfillArgs {
+        since: Some(Duration::from_secs(3600)),
+        step: Some(Duration::from_secs(60)),
+        output: Some(path.clone()),
+        ..BackfillArgs::default()
+    };
+    let until = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let written = backfill::run(&config, &args, until).unwrap();
+    assert_eq!(written.samples, 3 * 7 * 60);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let stamps: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("crypto_market_price{exchange=\"alphaex\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(stamps.len(), 60);
+    assert!(stamps.iter().all(|t| t % 60.0 == 0.0), "{stamps:?}");
+    assert_eq!(
+        *stamps.last().unwrap(),
+        1_790_000_000.0 - 1_790_000_000.0 % 60.0
+    );
+    // The 60 s history's last sample is the 5 s demo's value at that step.
+    let mut demo = crypto_market_exporter::source::demo::Demo::new(&config.demo);
+    let live = demo.at(demo.step_of(1_789_999_980_000));
+    let price = live[0].values[0].unwrap();
+    let history_last = text
+        .lines()
+        .filter(|l| l.starts_with("crypto_market_price{"))
+        .find(|l| {
+            l.ends_with(" 1789999980.000")
+                && l.contains(&format!("pair=\"{}\"", live[0].pair))
+                && l.contains(&format!("exchange=\"{}\"", live[0].exchange))
+        })
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
+    assert_eq!(history_last, price);
+}

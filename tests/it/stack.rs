@@ -75,9 +75,11 @@ fn check_services(compose: &Value) {
                 "{name}: unpinned image {image}"
             );
         }
-        // A healthcheck everywhere, and dependencies wait for health.
+        // A healthcheck on every long-running service; dependencies wait for health,
+        // or for a one-shot (`restart: "no"`, e.g. the demo's backfill) to succeed.
+        let one_shot = |svc: &Value| svc["restart"] == "no";
         assert!(
-            svc["healthcheck"]["test"].is_array(),
+            one_shot(svc) || svc["healthcheck"]["test"].is_array(),
             "{name}: no healthcheck"
         );
         if let Some(deps) = svc.get("depends_on") {
@@ -86,7 +88,12 @@ fn check_services(compose: &Value) {
                     services.contains_key(dep),
                     "{name} depends on unknown {dep}"
                 );
-                assert_eq!(cond["condition"], "service_healthy", "{name} -> {dep}");
+                let want = if one_shot(&services[dep]) {
+                    "service_completed_successfully"
+                } else {
+                    "service_healthy"
+                };
+                assert_eq!(cond["condition"], want, "{name} -> {dep}");
             }
         }
         // Every mounted file exists; config is read-only; data is on named volumes.
@@ -457,6 +464,88 @@ fn demo_override_only_speeds_up_scrapes() {
     assert_eq!(
         fast, main,
         "prometheus.demo.yml differs from prometheus.yml beyond the scrape interval"
+    );
+}
+
+/// docker-compose.demo.yml over the main file: a complete stack, whose one-shot
+/// backfill writes the exporter's demo walk labelled as the demo Prometheus scrapes
+/// it, and is loaded, with the staged rules, before Prometheus starts.
+#[test]
+fn demo_override_backfills_before_prometheus_starts() {
+    let mut merged = yaml("docker-compose.yml");
+    compose_merge(&mut merged, &yaml("docker-compose.demo.yml"));
+    check_services(&merged);
+    let services = &merged["services"];
+    let (backfill, load) = (&services["backfill"], &services["backfill-load"]);
+    // The same demo walk as the live exporter: source, interval, seed, markets.
+    for (key, value) in services["exporter"]["environment"].as_object().unwrap() {
+        if key.starts_with("CRYPTO_MARKET_EXPORTER_DEMO")
+            || key.ends_with("_SOURCE")
+            || key.ends_with("_POLL_INTERVAL")
+        {
+            assert_eq!(&backfill["environment"][key], value, "backfill's {key}");
+        }
+    }
+    assert_eq!(backfill["image"], services["exporter"]["image"]);
+    // Labelled as Prometheus labels the scraped exporter.
+    let prom = yaml("prometheus/prometheus.demo.yml");
+    let job = &prom["scrape_configs"][0];
+    let command: Vec<&str> = backfill["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(command[0], "backfill");
+    assert!(
+        command.contains(&format!("--label=job={}", job["job_name"].as_str().unwrap()).as_str()),
+        "{command:?}"
+    );
+    assert!(
+        command.contains(
+            &format!(
+                "--label=instance={}",
+                job["static_configs"][0]["targets"][0].as_str().unwrap()
+            )
+            .as_str()
+        ),
+        "{command:?}"
+    );
+    // The same file, loaded into Prometheus's volume with the staged rules, first.
+    let output = command
+        .iter()
+        .find_map(|a| a.strip_prefix("--output="))
+        .unwrap();
+    let entry: Vec<&str> = load["entrypoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(entry[2], output);
+    let mounts: Vec<&str> = load["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(
+        mounts.contains(&"./deploy/backfill/load-history.sh:/etc/prometheus/load-history.sh:ro")
+    );
+    assert!(
+        mounts.contains(&format!("./prometheus/backfill:{}:ro", entry[4]).as_str()),
+        "{mounts:?}"
+    );
+    assert!(
+        mounts
+            .iter()
+            .any(|m| *m == format!("prometheus-data:{}", entry[3])),
+        "{mounts:?}"
+    );
+    assert_eq!(load["image"], services["prometheus"]["image"]);
+    assert_eq!(
+        services["prometheus"]["depends_on"]["backfill-load"]["condition"],
+        "service_completed_successfully"
     );
 }
 
