@@ -50,6 +50,21 @@ impl ParseLabel for &str {
     }
 }
 
+/// Runs `crypto-market-exporter backfill FLAGS --output=OUT`; it must succeed.
+fn run_backfill(flags: &[&str], out: &std::path::Path) {
+    let run = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
+        .arg("backfill")
+        .args(flags)
+        .arg(format!("--output={}", out.display()))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 /// The last sample of every series of `name`: labels (without the extra ones) → value text.
 fn last_samples(text: &str, name: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -168,21 +183,14 @@ fn promtool_creates_blocks_from_the_output() {
     }
     let dir = TempDir::new("backfill-promtool");
     let out = dir.0.join("history.om");
-    let run = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
-        .args([
-            "backfill",
+    run_backfill(
+        &[
             "--source=demo",
             "--demo.markets=20",
             "--since=3h",
             "--label=job=crypto-market-exporter,instance=exporter:9795",
-        ])
-        .arg(format!("--output={}", out.display()))
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+        ],
+        &out,
     );
     assert!(!dir.0.join("history.om.partial").exists());
     let blocks = Command::new("promtool")
@@ -283,19 +291,14 @@ async fn loaded_history_serves_rules_and_alerts_from_the_first_minute() {
 
     // 3 hours of history, labelled as Prometheus will label the live target.
     let history = dir.0.join("history.om");
-    let run = Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
-        .arg("backfill")
-        .args(args)
-        .args(["--since=3h", "--label=job=crypto-market-exporter"])
-        .arg(format!("--label=instance={instance}"))
-        .arg(format!("--output={}", history.display()))
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let mut flags = args.to_vec();
+    let instance_label = format!("--label=instance={instance}");
+    flags.extend([
+        "--since=3h",
+        "--label=job=crypto-market-exporter",
+        &instance_label,
+    ]);
+    run_backfill(&flags, &history);
     let data = dir.0.join("data");
     let load = Command::new("sh")
         .arg(root().join("deploy/backfill/load-history.sh"))
