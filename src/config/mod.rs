@@ -4,9 +4,9 @@
 //!
 //! - [`options`]: every option declared once, typed; clap and serde read
 //!   the same structs (docs/configuration.md is checked against them).
-//! - [`value`]: the value types and their one parser each.
-//! - [`network`]: the settings every network source has; each source
-//!   module declares its own section with [`crate::network_options!`].
+//! - [`crate::settings::value`]: the value types and their one parser each.
+//! - [`crate::settings::network`]: the settings every network source has;
+//!   each source module declares its own section with [`crate::network_options!`].
 //! - this file: the defaults and the rules between options.
 //!
 //! The one option without a flag is the Cryptowatch API key itself, accepted

@@ -89,12 +89,16 @@ pub struct Options {
     pub markets: Option<AtMost<100_000>>,
 }
 
+pub const DEFAULT_SEED: u64 = 1;
+/// A few hundred markets: enough for ranks and percentiles to mean something.
+pub const DEFAULT_MARKETS: usize = 300;
+
 impl Options {
     /// The settings with defaults applied; `interval` is the poll interval.
     pub fn resolve(&self, interval: Duration) -> DemoConfig {
         DemoConfig {
-            seed: self.seed.unwrap_or(1),
-            markets: self.markets.map_or(300, |m| m.0),
+            seed: self.seed.unwrap_or(DEFAULT_SEED),
+            markets: self.markets.map_or(DEFAULT_MARKETS, |m| m.0),
             interval,
         }
     }
