@@ -200,11 +200,6 @@ fn partial(file: &std::path::Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The demo's past: every admitted market, gauge by gauge (OpenMetrics wants
 /// each family's samples together, and each series' in time order).
 fn write_demo(
@@ -215,7 +210,7 @@ fn write_demo(
     extra: &[Label],
     out: &mut dyn Write,
 ) -> std::io::Result<Written> {
-    let demo = Demo::new(&config.demo);
+    let mut demo = Demo::new(&config.demo);
     // Every `stride`-th step, on steps that are multiples of it, so that runs at
     // different times sample the same instants.
     let interval_ms = demo.time_of(1).max(1);
@@ -226,8 +221,9 @@ fn write_demo(
             .max(1)
     });
     let (first, last) = (
-        demo.step_of(unix_ms(from).saturating_add(interval_ms - 1)),
-        demo.step_of(unix_ms(until)),
+        // The first step starting at or after `from`.
+        demo.step_at(from + Duration::from_millis(interval_ms - 1)),
+        demo.step_at(until),
     );
     let last = last - last % stride;
     let first = first.div_ceil(stride).saturating_mul(stride);
@@ -240,8 +236,7 @@ fn write_demo(
     // last step (the filters and the cap do not depend on the values).
     let filter = crate::filter_for(config, SourceKind::Demo, &[]);
     let mut admission = Admission::new(Arc::new(filter));
-    let mut live = Demo::new(&config.demo);
-    admission.extend(live.at(last));
+    admission.extend(demo.at(last));
     let admitted = admission.finish().markets;
     let index: std::collections::HashMap<(&str, &str), usize> = (0..demo.markets())
         .map(|m| {

@@ -268,6 +268,14 @@ impl Demo {
         unix_ms / self.interval_ms
     }
 
+    /// The step a point in time falls in.
+    pub fn step_at(&self, t: std::time::SystemTime) -> u64 {
+        let ms = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.step_of(ms)
+    }
+
     /// When a step starts, in Unix milliseconds.
     pub fn time_of(&self, step: u64) -> u64 {
         step.saturating_mul(self.interval_ms)
@@ -439,10 +447,7 @@ impl Source for Demo {
     }
 
     fn poll(&mut self, mut admission: Admission) -> PollFuture<'_> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        admission.extend(self.at(self.step_of(now)));
+        admission.extend(self.at(self.step_at(std::time::SystemTime::now())));
         Box::pin(async move { Ok(Fetched::new(admission)) })
     }
 }
