@@ -105,6 +105,46 @@ pub struct Market {
     pub values: [Option<f64>; MarketGauge::COUNT],
 }
 
+/// One OHLC candle of a market, as every source's candle endpoint reports it
+/// once its wire format is parsed away: the backfill's raw material.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candle {
+    /// When the candle opens, in Unix seconds; it spans one candle width.
+    pub start: i64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    /// Traded volume in base currency.
+    pub volume: f64,
+    /// Traded volume in quote currency, where the source reports it (Binance,
+    /// Cryptowatch) or it follows exactly (Kraken: vwap x volume).
+    pub quote_volume: Option<f64>,
+}
+
+impl Candle {
+    /// A candle whose values are all finite and not negative, or `None`:
+    /// upstream's bad row is dropped, never taken for a price.
+    pub fn checked(
+        start: i64,
+        high: f64,
+        low: f64,
+        close: f64,
+        volume: f64,
+        quote_volume: Option<f64>,
+    ) -> Option<Self> {
+        let fine = |v: f64| v.is_finite() && v >= 0.0;
+        (fine(high) && fine(low) && fine(close) && fine(volume) && quote_volume.is_none_or(fine))
+            .then_some(Self {
+                start,
+                high,
+                low,
+                close,
+                volume,
+                quote_volume,
+            })
+    }
+}
+
 /// The two currencies of a pair, lowercase as in Cryptowatch (`btc`, `usdt`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assets {

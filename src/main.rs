@@ -13,7 +13,7 @@ async fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().collect();
     if args.get(1).is_some_and(|a| a == "backfill") {
         args.remove(1);
-        return backfill(args);
+        return backfill(args).await;
     }
     let healthcheck = args.get(1).is_some_and(|a| a == "healthcheck");
     if healthcheck {
@@ -54,7 +54,7 @@ async fn main() -> ExitCode {
 }
 
 /// `crypto-market-exporter backfill`: history as OpenMetrics, then exit.
-fn backfill(args: Vec<String>) -> ExitCode {
+async fn backfill(args: Vec<String>) -> ExitCode {
     use crypto_market_exporter::backfill;
     let (config, flags) = match backfill::parse(args) {
         Ok(parsed) => parsed,
@@ -64,7 +64,7 @@ fn backfill(args: Vec<String>) -> ExitCode {
         }
     };
     logging::init(config.log_level, config.log_format);
-    match backfill::run(&config, &flags, std::time::SystemTime::now()) {
+    match backfill::run(&config, &flags, std::time::SystemTime::now()).await {
         Ok(written) => {
             tracing::info!(
                 series = written.series,

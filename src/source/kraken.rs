@@ -26,10 +26,11 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::de::number;
 use super::{
-    Collected, Fetched, PollFuture, Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
+    CandleApi, CandleFuture, CandlePage, Collected, Fetched, History, PollFuture, Refresh, Sink,
+    Source, SourceError, SourceKind, parse_blocking,
 };
 use crate::admission::Admission;
-use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason};
+use crate::domain::{Assets, Candle, Market, MarketGauge, RawMarket, RejectReason};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::NetworkConfig;
 use crate::settings::network::NetworkDefaults;
@@ -49,8 +50,11 @@ pub struct Kraken {
     upstream: Upstream,
     ticker_url: String,
     pairs_url: String,
+    ohlc_url: String,
     /// Kraken pair key (and altname) → assets.
     pairs: Arc<HashMap<String, Assets>>,
+    /// Our `pair` label → a Kraken name for it, for the OHLC endpoint.
+    names: HashMap<String, String>,
     refresh: Refresh,
 }
 
@@ -70,7 +74,9 @@ impl Kraken {
             upstream: Upstream::new(&config.http, metrics)?,
             ticker_url: format!("{base}/0/public/Ticker"),
             pairs_url: format!("{base}/0/public/AssetPairs"),
+            ohlc_url: format!("{base}/0/public/OHLC"),
             pairs: Arc::default(),
+            names: HashMap::new(),
             refresh: Refresh::new(Duration::from_secs(3_600), Duration::from_secs(300)),
         })
     }
@@ -85,6 +91,19 @@ impl Kraken {
                 self.refresh
                     .settle(listing, !self.pairs.is_empty(), "kraken", "AssetPairs")?
             {
+                // Key and altname both name a pair; either serves OHLC. The
+                // smaller is taken so that the choice does not depend on
+                // hash order.
+                self.names.clear();
+                for (name, assets) in &pairs {
+                    let slot = self
+                        .names
+                        .entry(assets.pair())
+                        .or_insert_with(|| name.clone());
+                    if name < slot {
+                        slot.clone_from(name);
+                    }
+                }
                 self.pairs = Arc::new(pairs);
             }
         }
@@ -114,6 +133,53 @@ impl Source for Kraken {
 
     fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
         Box::pin(self.poll_once(admission))
+    }
+
+    fn history(&self) -> Option<&dyn History> {
+        Some(self)
+    }
+}
+
+/// `GET /0/public/OHLC?pair=&interval=&since=`: the newest 720 candles of
+/// the width asked (and the one still open), whatever `since` says.
+pub const CANDLES: CandleApi = CandleApi {
+    widths: &[
+        60, 300, 900, 1_800, 3_600, 14_400, 86_400, 604_800, 1_296_000,
+    ],
+    per_call: 720,
+    newest_only: true,
+};
+
+impl History for Kraken {
+    fn candle_api(&self) -> CandleApi {
+        CANDLES
+    }
+
+    fn candles<'a>(
+        &'a self,
+        market: &'a Market,
+        width: u32,
+        from: i64,
+        _until: i64,
+    ) -> CandleFuture<'a> {
+        Box::pin(async move {
+            let name = self.names.get(&market.pair).ok_or_else(|| {
+                SourceError::Api(format!("no Kraken pair is named {}", market.pair))
+            })?;
+            let url = format!(
+                "{}?pair={name}&interval={}&since={}",
+                self.ohlc_url,
+                width / 60,
+                // `since` is exclusive: the candle opening at `from` is wanted.
+                from - 1
+            );
+            let response = self.upstream.get(&url, HeaderMap::new()).await?;
+            let candles = parse_blocking(move || parse_ohlc(&response.body)).await?;
+            Ok(CandlePage {
+                candles,
+                slow_down: None,
+            })
+        })
     }
 }
 
@@ -150,6 +216,28 @@ struct TickerDto {
     p: Vec<Num>,
     #[serde(default)]
     t: Vec<Num>,
+}
+
+/// One OHLC row: `[time, open, high, low, close, vwap, volume, count]`.
+#[derive(Deserialize)]
+struct OhlcRow(
+    i64,
+    #[allow(dead_code)] IgnoredAny,
+    Num,
+    Num,
+    Num,
+    Num,
+    Num,
+    #[allow(dead_code)] IgnoredAny,
+);
+
+/// `result` of OHLC: the rows under Kraken's name for the pair, and `last`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OhlcEntry {
+    Rows(Vec<OhlcRow>),
+    #[allow(dead_code)]
+    Last(IgnoredAny),
 }
 
 /// One array element: a decimal string (or a number, for trade counts).
@@ -222,6 +310,29 @@ pub fn parse_asset_pairs(body: &[u8]) -> Result<HashMap<String, Assets>, SourceE
         pairs.insert(key, assets);
     }
     Ok(pairs)
+}
+
+/// Parses `/0/public/OHLC` into candles; quote volume is exact (vwap x
+/// volume), as in the live ticker. A row with a value that is no number is
+/// left out, not taken for zero.
+pub fn parse_ohlc(body: &[u8]) -> Result<Vec<Candle>, SourceError> {
+    let dto: Envelope<HashMap<String, OhlcEntry>> =
+        serde_json::from_slice(body).map_err(|e| SourceError::Decode(format!("OHLC: {e}")))?;
+    check_errors(&dto.error)?;
+    let result = dto
+        .result
+        .ok_or_else(|| SourceError::Decode("OHLC: no \"result\" object".into()))?;
+    let mut candles = Vec::new();
+    for entry in result.into_values() {
+        let OhlcEntry::Rows(rows) = entry else {
+            continue;
+        };
+        candles.extend(rows.into_iter().filter_map(|r| {
+            let volume = r.6.0?;
+            Candle::checked(r.0, r.2.0?, r.3.0?, r.4.0?, volume, Some(r.5.0? * volume))
+        }));
+    }
+    Ok(candles)
 }
 
 /// Parses `/0/public/Ticker` (all pairs), naming pairs from the AssetPairs listing.
@@ -414,6 +525,42 @@ mod tests {
         assert_eq!(
             parsed.rejections.values[RejectReason::UnknownPair as usize],
             1
+        );
+    }
+
+    #[test]
+    fn ohlc_rows_become_candles() {
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/kraken/ohlc.XBTUSDT.1m.2026-09-03.json"
+        ))
+        .unwrap();
+        let candles = parse_ohlc(&body).unwrap();
+        assert_eq!(candles.len(), 721, "720 committed and the one still open");
+        // [1788415620,"77734.0","77734.0","77726.3","77726.3","77731.9","0.00028258",2]
+        assert_eq!(
+            candles[0],
+            Candle {
+                start: 1_788_415_620,
+                high: 77734.0,
+                low: 77726.3,
+                close: 77726.3,
+                volume: 0.00028258,
+                quote_volume: Some(77731.9 * 0.00028258),
+            }
+        );
+        assert_eq!(candles[720].start, 1_788_458_820);
+        assert_eq!(candles[720].close, 81280.2);
+        // Kraken answers under its own name for the pair, whatever was asked.
+        let renamed = br#"{"error":[],"result":{"XXBTZUSD":[[60,"1","2","0.5","1.5","1.2","3",4],[120,"1","2","1","x","1","1",1]],"last":60}}"#;
+        let c = parse_ohlc(renamed).unwrap();
+        assert_eq!(c.len(), 1, "the row that is no number is left out");
+        assert_eq!(c[0].quote_volume, Some(1.2 * 3.0));
+        assert_eq!(
+            parse_ohlc(br#"{"error":["EQuery:Unknown asset pair"]}"#)
+                .unwrap_err()
+                .reason(),
+            "api_error"
         );
     }
 

@@ -21,7 +21,7 @@ pub use crate::domain::{Credits, SourceKind};
 pub use crate::error::SourceError;
 
 use crate::admission::Admission;
-use crate::domain::{RawMarket, RejectReason, Rejections};
+use crate::domain::{Candle, Market, RawMarket, RejectReason, Rejections};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::NetworkConfig;
 
@@ -208,6 +208,53 @@ impl Fetched {
 pub trait Source: Send + Sync {
     fn kind(&self) -> SourceKind;
     fn poll(&mut self, admission: Admission) -> PollFuture<'_>;
+    /// The source's candle endpoint, for `backfill`: `None` where it has none
+    /// (the demo replays its own past instead).
+    fn history(&self) -> Option<&dyn History> {
+        None
+    }
+}
+
+/// What a candle endpoint offers: the widths it has, how many candles one
+/// call returns, and whether it only ever answers the newest ones (Kraken
+/// returns the last 720 candles whatever `since` says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CandleApi {
+    /// Candle widths in seconds, finest first.
+    pub widths: &'static [u32],
+    pub per_call: u32,
+    pub newest_only: bool,
+}
+
+/// One call's answer: the candles, and how long upstream's own limits ask the
+/// next call to wait (Binance's request weight).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CandlePage {
+    pub candles: Vec<Candle>,
+    pub slow_down: Option<Duration>,
+}
+
+pub type CandleFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<CandlePage, SourceError>> + Send + 'a>>;
+
+/// A source's past, one market at a time, through the same [`Upstream`]
+/// (governor quota, timeouts, 429 handling) as its polls. Only markets the
+/// last poll returned are asked for: the source maps them back to its own
+/// symbols from the listing that poll read.
+///
+/// [`Upstream`]: crate::upstream::Upstream
+pub trait History: Send + Sync {
+    fn candle_api(&self) -> CandleApi;
+    /// One request: the candles of `market`, `width` seconds wide, that start
+    /// in `[from, until)` (Unix seconds). A source may return more (the
+    /// caller clips and de-duplicates) or fewer (a market listed later).
+    fn candles<'a>(
+        &'a self,
+        market: &'a Market,
+        width: u32,
+        from: i64,
+        until: i64,
+    ) -> CandleFuture<'a>;
 }
 
 /// Lenient number parsing shared by the DTOs of all sources: JSON numbers in

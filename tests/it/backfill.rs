@@ -18,7 +18,7 @@ fn config(args: &[&str]) -> Config {
 }
 
 /// Runs a backfill into `dir/name` and returns what it wrote and the text.
-fn backfill_to(
+async fn backfill_to(
     dir: &TempDir,
     name: &str,
     config: &Config,
@@ -35,7 +35,7 @@ fn backfill_to(
         ],
         ..BackfillArgs::default()
     };
-    let written = backfill::run(config, &args, until).unwrap();
+    let written = backfill::run(config, &args, until).await.unwrap();
     (written, std::fs::read_to_string(&path).unwrap())
 }
 
@@ -105,7 +105,8 @@ async fn the_demo_history_ends_where_the_live_exporter_is() {
         &config(&args),
         Duration::from_secs(600),
         until,
-    );
+    )
+    .await;
     assert_eq!(written.series, 40 * 7);
     assert!(text.ends_with("# EOF\n"));
     for gauge in [
@@ -132,8 +133,8 @@ async fn the_demo_history_ends_where_the_live_exporter_is() {
 }
 
 /// The same admission as the live exporter: filters and the cap.
-#[test]
-fn filters_and_the_cap_apply_as_live() {
+#[tokio::test]
+async fn filters_and_the_cap_apply_as_live() {
     let dir = TempDir::new("backfill-filters");
     let now = SystemTime::now();
     let (written, text) = backfill_to(
@@ -146,7 +147,8 @@ fn filters_and_the_cap_apply_as_live() {
         ]),
         Duration::from_secs(3600),
         now,
-    );
+    )
+    .await;
     let prices = last_samples(&text, "crypto_market_price");
     assert_eq!(prices.len(), 7, "{prices:?}");
     assert!(
@@ -158,21 +160,6 @@ fn filters_and_the_cap_apply_as_live() {
     assert_eq!(written.series, 7 * 7);
     // 60 steps of 60 s in the hour, per series.
     assert_eq!(written.samples, 7 * 7 * 60);
-}
-
-#[test]
-fn network_sources_are_refused_with_a_reason() {
-    let err = backfill::run(
-        &config(&["--source=kraken"]),
-        &BackfillArgs::default(),
-        SystemTime::now(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert_eq!(
-        err,
-        "source kraken: backfill reads only the demo source so far (the candle endpoints of the network sources are not implemented yet)"
-    );
 }
 
 /// The binary: flags, a bad label named, and a file promtool turns into blocks.
@@ -485,8 +472,8 @@ async fn loaded_history_serves_rules_and_alerts_from_the_first_minute() {
 
 /// A fast-polled demo (5 s) backfilled at 60 s: every 12th step, on whole minutes,
 /// each the very value the live exporter serves at that step.
-#[test]
-fn a_coarser_step_samples_the_same_values() {
+#[tokio::test]
+async fn a_coarser_step_samples_the_same_values() {
     let dir = TempDir::new("backfill-step");
     let config = config(&["--source=demo", "--demo.markets=3", "--poll.interval=5s"]);
     let path = dir.0.join("h.om");
@@ -497,7 +484,7 @@ fn a_coarser_step_samples_the_same_values() {
         ..BackfillArgs::default()
     };
     let until = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
-    let written = backfill::run(&config, &args, until).unwrap();
+    let written = backfill::run(&config, &args, until).await.unwrap();
     assert_eq!(written.samples, 3 * 7 * 60);
     let text = std::fs::read_to_string(&path).unwrap();
     let stamps: Vec<f64> = text

@@ -11,18 +11,20 @@
 //! live exporter goes on); the network sources' candle endpoints are not
 //! read yet, and asking for one is refused with a message saying so.
 
+mod demo;
+mod network;
+pub mod parts;
+pub mod series;
+
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::admission::Admission;
 use crate::config::Config;
-use crate::domain::{MarketGauge, SourceKind};
+use crate::domain::{Market, MarketGauge, SourceKind};
 use crate::exposition::{push_label_value, push_value};
 use crate::settings::value::{self, OptionValue};
-use crate::source::demo::Demo;
 
 /// The backfill's own flags, next to every option of the exporter.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -121,37 +123,155 @@ impl OptionValue for Label {
 /// Why a backfill failed: one line.
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
-    #[error(
-        "source {0}: backfill reads only the demo source so far (the candle endpoints of the network sources are not implemented yet)"
-    )]
-    Unsupported(&'static str),
     #[error("--since: {0}")]
     Range(String),
     #[error("{path}: {error}")]
     Write { path: String, error: std::io::Error },
+    #[error(transparent)]
+    Parts(#[from] parts::PartsError),
+    #[error("source {source_name}: {error}")]
+    Source {
+        source_name: &'static str,
+        error: crate::error::SourceError,
+    },
+    #[error(
+        "{failed} of {markets} markets could not be read (first: {first}); the {done} read are kept in {parts}: rerun the same command to fetch the rest"
+    )]
+    Incomplete {
+        failed: usize,
+        markets: usize,
+        done: usize,
+        first: String,
+        parts: String,
+    },
 }
 
 /// What a backfill wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
+    /// Markets in the history (including those a resumed run had written).
+    pub markets: usize,
+    /// Series and samples this run wrote.
     pub series: usize,
     pub samples: usize,
+    /// Markets upstream had no candles for (delisted since the listing).
+    pub skipped: usize,
 }
 
-/// Writes the history the configuration and `args` describe.
-pub fn run(
+/// Writes the history the configuration and `args` describe. With
+/// `--output`, work in progress is kept in `FILE.parts/` until the history is
+/// complete, so an interrupted or failed run resumes where it stopped.
+pub async fn run(
     config: &Config,
     args: &BackfillArgs,
     now: SystemTime,
 ) -> Result<Written, BackfillError> {
-    for kind in &config.sources {
-        if *kind != SourceKind::Demo {
-            return Err(BackfillError::Unsupported(kind.as_str()));
-        }
+    let until = args.until.map_or(now, |u| u.0);
+    let since = args.since.unwrap_or(DEFAULT_SINCE);
+    let from = until.checked_sub(since).ok_or_else(|| {
+        BackfillError::Range(format!("{since:?} before {until:?} is before 1970"))
+    })?;
+    let params = parts::Params {
+        sources: config
+            .sources
+            .iter()
+            .map(|k| k.as_str().to_owned())
+            .collect(),
+        from: unix_seconds(from),
+        until: unix_seconds(until),
+        step_ms: args
+            .step
+            .map_or(0, |s| u64::try_from(s.as_millis()).unwrap_or(u64::MAX)),
+        labels: args
+            .labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect(),
+    };
+    let (dir, resumable) = match &args.output {
+        Some(file) => (suffixed(file, ".parts"), true),
+        None => (
+            std::env::temp_dir().join(format!(
+                "crypto-market-exporter-backfill-{}",
+                std::process::id()
+            )),
+            false,
+        ),
+    };
+    if !resumable {
+        // A leftover of a crashed run with the same PID is not ours to resume.
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let (path, mut out): (String, Box<dyn Write>) = match &args.output {
+    let (mut parts, params) = parts::Parts::open(&dir, params, args.until.is_some())?;
+    if parts.done() > 0 {
+        tracing::info!(parts = %dir.display(), markets = parts.done(), "resuming: markets already written are skipped");
+    }
+    let window = Window {
+        from: SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(params.from).unwrap_or(0)),
+        until: SystemTime::UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(params.until).unwrap_or(0)),
+        step: args.step,
+        labels: &args.labels,
+        now,
+    };
+    let owned: Vec<&str> = config.sources.iter().filter_map(|k| k.exchange()).collect();
+    let mut written = Written::default();
+    let mut failures = network::Failures::default();
+    for &kind in &config.sources {
+        let filter = crate::filter_for(config, kind, &owned);
+        let result = if kind == SourceKind::Demo {
+            demo::write(config, filter, &window, &mut parts)
+                .map(|w| (w, network::Failures::default()))
+        } else {
+            network::write(config, kind, filter, &window, &mut parts).await
+        };
+        let (w, f) = result?;
+        written.series += w.series;
+        written.samples += w.samples;
+        written.skipped += w.skipped;
+        written.markets += w.markets;
+        failures.extend(f);
+    }
+    if let Some(first) = failures.first.take() {
+        let error = BackfillError::Incomplete {
+            failed: failures.count,
+            markets: written.markets,
+            done: parts.done(),
+            first,
+            parts: dir.display().to_string(),
+        };
+        if !resumable {
+            parts.remove()?;
+        }
+        return Err(error);
+    }
+    write_out(args.output.as_deref(), &mut parts)?;
+    parts.remove()?;
+    Ok(written)
+}
+
+/// The history's span and sampling, as [`run`] settled them.
+#[derive(Debug)]
+pub(crate) struct Window<'a> {
+    pub from: SystemTime,
+    pub until: SystemTime,
+    /// `--step`; `None`: each source's poll interval.
+    pub step: Option<Duration>,
+    pub labels: &'a [Label],
+    pub now: SystemTime,
+}
+
+fn unix_seconds(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The finished history: to `FILE.partial`, renamed to `FILE` once complete
+/// (an interrupted run leaves no file that looks whole), or to standard output.
+fn write_out(output: Option<&Path>, parts: &mut parts::Parts) -> Result<(), BackfillError> {
+    let (path, mut out): (String, Box<dyn Write>) = match output {
         Some(file) => {
-            let tmp = partial(file);
+            let tmp = suffixed(file, ".partial");
             let f = std::fs::File::create(&tmp).map_err(|error| BackfillError::Write {
                 path: tmp.display().to_string(),
                 error,
@@ -166,133 +286,64 @@ pub fn run(
             Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
         ),
     };
-    let until = args.until.map_or(now, |u| u.0);
-    let since = args.since.unwrap_or(DEFAULT_SINCE);
-    let from = until.checked_sub(since).ok_or_else(|| {
-        BackfillError::Range(format!("{since:?} before {until:?} is before 1970"))
-    })?;
-    let written =
-        write_demo(config, from, until, args.step, &args.labels, &mut out).map_err(|error| {
-            BackfillError::Write {
-                path: path.clone(),
-                error,
-            }
-        })?;
+    parts.concatenate(&mut out)?;
     out.flush().map_err(|error| BackfillError::Write {
         path: path.clone(),
         error,
     })?;
     drop(out);
-    if let Some(file) = &args.output {
-        // Complete: only now under its name, so an interrupted run leaves no
-        // file that looks whole.
-        std::fs::rename(partial(file), file).map_err(|error| BackfillError::Write {
-            path: file.display().to_string(),
-            error,
+    if let Some(file) = output {
+        std::fs::rename(suffixed(file, ".partial"), file).map_err(|error| {
+            BackfillError::Write {
+                path: file.display().to_string(),
+                error,
+            }
         })?;
     }
-    Ok(written)
+    Ok(())
 }
 
-fn partial(file: &std::path::Path) -> PathBuf {
+fn suffixed(file: &Path, suffix: &str) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
-    name.push(".partial");
+    name.push(suffix);
     PathBuf::from(name)
 }
 
-/// The demo's past: every admitted market, gauge by gauge (OpenMetrics wants
-/// each family's samples together, and each series' in time order).
-fn write_demo(
-    config: &Config,
-    from: SystemTime,
-    until: SystemTime,
-    step: Option<Duration>,
-    extra: &[Label],
-    out: &mut dyn Write,
-) -> std::io::Result<Written> {
-    let mut demo = Demo::new(&config.demo);
-    // Every `stride`-th step, on steps that are multiples of it, so that runs at
-    // different times sample the same instants.
-    let interval_ms = demo.time_of(1).max(1);
-    let stride = step.map_or(1, |s| {
-        u64::try_from(s.as_millis())
-            .unwrap_or(u64::MAX)
-            .div_ceil(interval_ms)
-            .max(1)
-    });
-    let (first, last) = (
-        // The first step starting at or after `from`.
-        demo.step_at(from + Duration::from_millis(interval_ms - 1)),
-        demo.step_at(until),
-    );
-    let last = last - last % stride;
-    let first = first.div_ceil(stride).saturating_mul(stride);
-    let mut written = Written::default();
-    if first > last {
-        out.write_all(b"# EOF\n")?;
-        return Ok(written);
-    }
-    // The markets the live exporter would serve: the same admission, at the
-    // last step (the filters and the cap do not depend on the values).
-    let filter = crate::filter_for(config, SourceKind::Demo, &[]);
-    let mut admission = Admission::new(Arc::new(filter));
-    admission.extend(demo.at(last));
-    let admitted = admission.finish().markets;
-    let index: std::collections::HashMap<(&str, &str), usize> = (0..demo.markets())
-        .map(|m| {
-            let (exchange, pair, _, _) = demo.labels(m);
-            ((exchange, pair), m)
-        })
-        .collect();
-    let markets: Vec<usize> = admitted
-        .iter()
-        .filter_map(|m| index.get(&(m.exchange.as_str(), m.pair.as_str())).copied())
-        .collect();
-    let mut line = String::with_capacity(256);
-    for gauge in MarketGauge::ALL {
-        writeln!(out, "# HELP {} {}", gauge.name(), gauge.help())?;
-        writeln!(out, "# TYPE {} gauge", gauge.name())?;
-        for &m in &markets {
-            let (exchange, pair, assets, quote_usd) = demo.labels(m);
-            let mut labels = String::new();
-            for (name, value) in [
-                ("exchange", exchange),
-                ("pair", pair),
-                ("base", assets.base.as_str()),
-                ("quote", assets.quote.as_str()),
-            ]
-            .into_iter()
-            .chain(extra.iter().map(|l| (l.name.as_str(), l.value.as_str())))
-            {
-                if !labels.is_empty() {
-                    labels.push(',');
-                }
-                labels.push_str(name);
-                labels.push_str("=\"");
-                push_label_value(&mut labels, value);
-                labels.push('"');
-            }
-            written.series += 1;
-            let series = demo.series(m, first..=last);
-            for (step, values) in (first..=last).zip(series).step_by(stride as usize) {
-                let Some(v) = Demo::gauges(values, quote_usd)[gauge as usize] else {
-                    continue;
-                };
-                line.clear();
-                line.push_str(gauge.name());
-                line.push('{');
-                line.push_str(&labels);
-                line.push_str("} ");
-                push_value(&mut line, v);
-                let ms = demo.time_of(step);
-                let _ = writeln!(line, " {}.{:03}", ms / 1000, ms % 1000);
-                out.write_all(line.as_bytes())?;
-                written.samples += 1;
-            }
+/// The labels of one market's series, rendered once: the live exporter's
+/// (`exchange`, `pair`, `base`, `quote`) and the `--label`s.
+pub(crate) fn series_labels(market: &Market, extra: &[Label]) -> String {
+    let mut labels = String::new();
+    let assets = market
+        .assets
+        .as_ref()
+        .map(|a| [("base", a.base.as_str()), ("quote", a.quote.as_str())]);
+    for (name, value) in [
+        ("exchange", market.exchange.as_str()),
+        ("pair", market.pair.as_str()),
+    ]
+    .into_iter()
+    .chain(assets.into_iter().flatten())
+    .chain(extra.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    {
+        if !labels.is_empty() {
+            labels.push(',');
         }
+        labels.push_str(name);
+        labels.push_str("=\"");
+        push_label_value(&mut labels, value);
+        labels.push('"');
     }
-    out.write_all(b"# EOF\n")?;
-    Ok(written)
+    labels
+}
+
+/// One OpenMetrics sample line, `ms` after the epoch.
+pub(crate) fn push_sample(out: &mut String, gauge: MarketGauge, labels: &str, v: f64, ms: u64) {
+    out.push_str(gauge.name());
+    out.push('{');
+    out.push_str(labels);
+    out.push_str("} ");
+    push_value(out, v);
+    let _ = writeln!(out, " {}.{:03}", ms / 1000, ms % 1000);
 }
 
 /// Reads `crypto-market-exporter backfill [OPTIONS]` (argv without the word

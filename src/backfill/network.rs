@@ -1,0 +1,273 @@
+//! A network source's past, from its candle endpoint: one poll for the
+//! markets the live exporter would serve, then each market's candles through
+//! the source's own [`Upstream`](crate::upstream::Upstream) (governor quota,
+//! timeouts), waiting out 429s and upstream's own limits, one market at a
+//! time so that an interrupted run keeps every market it finished.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::parts::Parts;
+use super::series::{self, Plan};
+use super::{BackfillError, Window, Written, push_sample, series_labels};
+use crate::admission::Admission;
+use crate::config::Config;
+use crate::domain::{Candle, Market, MarketGauge, SourceKind};
+use crate::error::SourceError;
+use crate::filter::MarketFilter;
+use crate::self_metrics::SourceMetrics;
+use crate::source::{self, History};
+use crate::units::format_duration;
+
+/// Attempts per call when upstream fails in a way that passes (timeouts,
+/// refused connections, 5xx); 429s are waited out up to [`RATE_LIMITED_TRIES`].
+const TRIES: u32 = 4;
+const RATE_LIMITED_TRIES: u32 = 10;
+/// The wait after a 429 that names none (Kraken's in-body "Too many requests").
+const RATE_LIMITED_WAIT: Duration = Duration::from_secs(10);
+
+/// Markets that could not be read: counted, and the first error kept for
+/// the message.
+#[derive(Debug, Default)]
+pub(super) struct Failures {
+    pub count: usize,
+    pub first: Option<String>,
+}
+
+impl Failures {
+    pub fn extend(&mut self, other: Failures) {
+        self.count += other.count;
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+    }
+}
+
+pub(super) async fn write(
+    config: &Config,
+    kind: SourceKind,
+    filter: MarketFilter,
+    window: &Window<'_>,
+    parts: &mut Parts,
+) -> Result<(Written, Failures), BackfillError> {
+    let failed = |error: SourceError| BackfillError::Source {
+        source_name: kind.as_str(),
+        error,
+    };
+    let metrics = Arc::new(SourceMetrics::new(kind));
+    let mut source = source::build(&config.source_settings(kind), metrics).map_err(failed)?;
+    // One poll, through the same admission as the live exporter's: the
+    // markets it serves are the ones to backfill.
+    let filter = Arc::new(filter);
+    let mut tries = 0;
+    let fetched = loop {
+        match source.poll(Admission::new(filter.clone())).await {
+            Ok(fetched) => break fetched,
+            Err(e) => {
+                tries += 1;
+                match retry_after(&e, tries) {
+                    Some(wait) => {
+                        tracing::info!(source = kind.as_str(), error = %e, wait = %format_duration(wait), "cannot read the listing yet; waiting");
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => return Err(failed(e)),
+                }
+            }
+        }
+    };
+    let markets = fetched.admission.finish().markets;
+    let Some(history) = source.history() else {
+        return Err(failed(SourceError::Internal(
+            "the source has no candle endpoint".into(),
+        )));
+    };
+    let step = window
+        .step
+        .unwrap_or(config.poll_for(kind).interval)
+        .as_secs()
+        .max(1);
+    let step = i64::try_from(step).unwrap_or(i64::MAX);
+    let (from, until, now) = (unix(window.from), unix(window.until), unix(window.now));
+    let plan = series::plan(history.candle_api(), step, from, until, now);
+    if plan.truncated {
+        tracing::warn!(
+            source = kind.as_str(),
+            "the candle endpoint serves only its newest candles, too few to reach back 24 h before --since: the first hours of the history lack their 24 h values"
+        );
+    }
+    tracing::info!(
+        source = kind.as_str(),
+        markets = markets.len(),
+        candle = %format_duration(Duration::from_secs(u64::from(plan.width))),
+        calls_per_market = plan.calls.len(),
+        "backfilling"
+    );
+    let times = series::instants(from, until, step);
+    let pending = markets
+        .iter()
+        .filter(|m| !parts.is_done(&m.exchange, &m.pair))
+        .count();
+    let mut progress = Progress::new(kind, pending);
+    let mut written = Written::default();
+    let mut failures = Failures::default();
+    let mut text = vec![String::new(); MarketGauge::COUNT];
+    for market in &markets {
+        written.markets += 1;
+        if parts.is_done(&market.exchange, &market.pair) {
+            continue;
+        }
+        let candles = match candles(kind, history, market, &plan).await {
+            Ok(c) => c,
+            // Upstream does not know the market any more (delisted since
+            // the listing): nothing to backfill, and nothing to retry.
+            Err(
+                e @ (SourceError::Api(_)
+                | SourceError::HttpStatus {
+                    status: 400 | 404, ..
+                }),
+            ) => {
+                tracing::warn!(source = kind.as_str(), exchange = %market.exchange, pair = %market.pair, error = %e, "no candles for this market; skipped");
+                written.skipped += 1;
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(source = kind.as_str(), exchange = %market.exchange, pair = %market.pair, reason = e.reason(), error = %e, "cannot read this market's candles");
+                failures.count += 1;
+                failures
+                    .first
+                    .get_or_insert_with(|| format!("{}:{}: {e}", market.exchange, market.pair));
+                progress.tick();
+                continue;
+            }
+        };
+        let candles = series::merge(candles, from - series::DAY, until);
+        let labels = series_labels(market, window.labels);
+        text.iter_mut().for_each(String::clear);
+        series::gauges(&candles, i64::from(plan.width), &times, |t, values| {
+            let ms = u64::try_from(t).unwrap_or(0) * 1000;
+            for (g, v) in values.into_iter().enumerate() {
+                // Only the gauges the live exporter serves for this market:
+                // history must not invent a series that live data never has.
+                if let (Some(v), Some(_)) = (v, market.values[g]) {
+                    push_sample(&mut text[g], MarketGauge::ALL[g], &labels, v, ms);
+                    written.samples += 1;
+                }
+            }
+        });
+        written.series += text.iter().filter(|t| !t.is_empty()).count();
+        parts.add(&market.exchange, &market.pair, &text)?;
+        progress.tick();
+    }
+    progress.finish();
+    Ok((written, failures))
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Every call of the plan for one market.
+async fn candles(
+    kind: SourceKind,
+    history: &dyn History,
+    market: &Market,
+    plan: &Plan,
+) -> Result<Vec<Candle>, SourceError> {
+    let mut all = Vec::new();
+    for &(from, until) in &plan.calls {
+        let page = with_retries(kind, &market.pair, || {
+            history.candles(market, plan.width, from, until)
+        })
+        .await?;
+        all.extend(page.candles);
+        if let Some(wait) = page.slow_down {
+            tracing::info!(source = kind.as_str(), wait = %format_duration(wait), "upstream's request budget is nearly spent; waiting");
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Ok(all)
+}
+
+/// Runs `call` until it succeeds or fails for good.
+async fn with_retries<T, F, Fut>(
+    kind: SourceKind,
+    what: &str,
+    mut call: F,
+) -> Result<T, SourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SourceError>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                tries += 1;
+                let Some(wait) = retry_after(&e, tries) else {
+                    return Err(e);
+                };
+                tracing::info!(source = kind.as_str(), what, error = %e, wait = %format_duration(wait), "retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// How long to wait before try `tries + 1` after `e`, or `None` to give up:
+/// a 429 waits as long as upstream says (`Retry-After`), up to
+/// [`RATE_LIMITED_TRIES`] times; a failure that passes (timeout, refused
+/// connection, 5xx) waits 1, 2, 4 s; anything else is final.
+fn retry_after(e: &SourceError, tries: u32) -> Option<Duration> {
+    match e {
+        SourceError::RateLimited { retry_after, .. } if tries < RATE_LIMITED_TRIES => {
+            Some(retry_after.unwrap_or(RATE_LIMITED_WAIT))
+        }
+        SourceError::Timeout(_)
+        | SourceError::Connect(_)
+        | SourceError::Body(_)
+        | SourceError::HttpStatus {
+            status: 500..=599, ..
+        } if tries < TRIES => Some(Duration::from_secs(1 << (tries - 1))),
+        _ => None,
+    }
+}
+
+/// Progress on standard error: a line every ten seconds with the markets
+/// done and the time left, so a long backfill is never silent.
+struct Progress {
+    kind: SourceKind,
+    total: usize,
+    done: usize,
+    started: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(kind: SourceKind, total: usize) -> Self {
+        let now = Instant::now();
+        Self {
+            kind,
+            total,
+            done: 0,
+            started: now,
+            last: now,
+        }
+    }
+
+    fn tick(&mut self) {
+        self.done += 1;
+        if self.last.elapsed() >= Duration::from_secs(10) {
+            self.last = Instant::now();
+            let per = self.started.elapsed() / u32::try_from(self.done).unwrap_or(u32::MAX).max(1);
+            let left =
+                per * u32::try_from(self.total.saturating_sub(self.done)).unwrap_or(u32::MAX);
+            tracing::info!(source = self.kind.as_str(), done = self.done, markets = self.total, eta = %format_duration(left), "backfilling");
+        }
+    }
+
+    fn finish(&self) {
+        tracing::info!(source = self.kind.as_str(), markets = self.done, took = %format_duration(self.started.elapsed()), "backfilled");
+    }
+}

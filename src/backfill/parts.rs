@@ -1,0 +1,249 @@
+//! The backfill's work in progress: one file per metric family, filled market
+//! by market, and an index of the markets done. OpenMetrics wants each
+//! family's samples together, markets come one at a time, and a history of
+//! a thousand markets is gigabytes of text: so each market's lines go to the
+//! end of its families' files and the output is their concatenation, read
+//! once, at the end.
+//!
+//! The same files make a backfill resumable. A market is done once its index
+//! line is written, after its lines; a rerun cuts each file back to the
+//! length the last index line records (dropping a market interrupted half
+//! way) and skips the markets listed.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use crate::domain::MarketGauge;
+
+const INDEX: &str = "done.jsonl";
+const PARAMS: &str = "params.json";
+
+/// Families' files and the index, in `dir`.
+#[derive(Debug)]
+pub struct Parts {
+    dir: PathBuf,
+    files: Vec<File>,
+    lengths: [u64; MarketGauge::COUNT],
+    index: File,
+    done: HashSet<(String, String)>,
+}
+
+/// What a backfill is of: a rerun resumes only the same backfill.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Params {
+    pub sources: Vec<String>,
+    pub from: i64,
+    pub until: i64,
+    pub step_ms: u64,
+    pub labels: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PartsError {
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error(
+        "{path}: holds an unfinished backfill of other options ({differs}); rerun it with the same options to resume, or remove the directory to start afresh"
+    )]
+    Other { path: String, differs: String },
+    #[error(
+        "{path}: line {line}: not a backfill index line ({error}); remove the directory to start afresh"
+    )]
+    Index {
+        path: String,
+        line: usize,
+        error: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PartsError + '_ {
+    move |error| PartsError::Io {
+        path: path.display().to_string(),
+        error,
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Done {
+    exchange: String,
+    pair: String,
+    lengths: [u64; MarketGauge::COUNT],
+}
+
+impl Parts {
+    /// Opens `dir`, resuming what it holds. `params` describe this backfill;
+    /// when `dir` holds one already, its `until` is taken when `until_given`
+    /// is false (a rerun without `--until` means "the same backfill"), and
+    /// everything else must be equal. Returns the params in force.
+    pub fn open(
+        dir: &Path,
+        mut params: Params,
+        until_given: bool,
+    ) -> Result<(Self, Params), PartsError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let params_path = dir.join(PARAMS);
+        match std::fs::read(&params_path) {
+            Ok(bytes) => {
+                let stored: Params =
+                    serde_json::from_slice(&bytes).map_err(|e| PartsError::Index {
+                        path: params_path.display().to_string(),
+                        line: 1,
+                        error: e.to_string(),
+                    })?;
+                if !until_given {
+                    // `from` is `until - since`: the same since, the stored until.
+                    let since = params.until - params.from;
+                    params.until = stored.until;
+                    params.from = stored.until - since;
+                }
+                if stored != params {
+                    return Err(PartsError::Other {
+                        path: dir.display().to_string(),
+                        differs: describe(&stored, &params),
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let text = serde_json::to_vec(&params).map_err(|e| PartsError::Io {
+                    path: params_path.display().to_string(),
+                    error: std::io::Error::other(e),
+                })?;
+                std::fs::write(&params_path, text).map_err(io(&params_path))?;
+            }
+            Err(e) => return Err(io(&params_path)(e)),
+        }
+        let index_path = dir.join(INDEX);
+        let mut done = HashSet::new();
+        let mut lengths = [0u64; MarketGauge::COUNT];
+        let mut kept = 0u64;
+        if let Ok(f) = File::open(&index_path) {
+            for (n, line) in BufReader::new(f).lines().enumerate() {
+                let line = line.map_err(io(&index_path))?;
+                // A line cut short by a crash is the last one: what it
+                // describes is redone.
+                let Ok(d) = serde_json::from_str::<Done>(&line) else {
+                    if line.ends_with('}') {
+                        return Err(PartsError::Index {
+                            path: index_path.display().to_string(),
+                            line: n + 1,
+                            error: "unreadable".into(),
+                        });
+                    }
+                    break;
+                };
+                kept += line.len() as u64 + 1;
+                lengths = d.lengths;
+                done.insert((d.exchange, d.pair));
+            }
+        }
+        let index = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&index_path)
+            .map_err(io(&index_path))?;
+        index.set_len(kept).map_err(io(&index_path))?;
+        let mut files = Vec::with_capacity(MarketGauge::COUNT);
+        for gauge in MarketGauge::ALL {
+            let path = dir.join(gauge.name());
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            f.set_len(lengths[gauge as usize]).map_err(io(&path))?;
+            files.push(f);
+        }
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+                files,
+                lengths,
+                index,
+                done,
+            },
+            params,
+        ))
+    }
+
+    pub fn is_done(&self, exchange: &str, pair: &str) -> bool {
+        self.done.contains(&(exchange.to_owned(), pair.to_owned()))
+    }
+
+    pub fn done(&self) -> usize {
+        self.done.len()
+    }
+
+    /// Adds one market: `text[g]` is its lines of gauge `g`.
+    pub fn add(&mut self, exchange: &str, pair: &str, text: &[String]) -> Result<(), PartsError> {
+        for (g, (file, lines)) in self.files.iter_mut().zip(text).enumerate() {
+            if !lines.is_empty() {
+                let path = self.dir.join(MarketGauge::ALL[g].name());
+                file.write_all(lines.as_bytes()).map_err(io(&path))?;
+                self.lengths[g] += lines.len() as u64;
+            }
+        }
+        let line = serde_json::to_string(&Done {
+            exchange: exchange.to_owned(),
+            pair: pair.to_owned(),
+            lengths: self.lengths,
+        })
+        .map_err(|e| PartsError::Io {
+            path: self.dir.join(INDEX).display().to_string(),
+            error: std::io::Error::other(e),
+        })?;
+        let index_path = self.dir.join(INDEX);
+        self.index
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(io(&index_path))?;
+        self.done.insert((exchange.to_owned(), pair.to_owned()));
+        Ok(())
+    }
+
+    /// Writes the OpenMetrics text: each family's header and lines, then
+    /// `# EOF`. The directory stays until [`Parts::remove`].
+    pub fn concatenate(&mut self, out: &mut dyn Write) -> Result<(), PartsError> {
+        for gauge in MarketGauge::ALL {
+            let path = self.dir.join(gauge.name());
+            writeln!(out, "# HELP {} {}", gauge.name(), gauge.help())
+                .and_then(|()| writeln!(out, "# TYPE {} gauge", gauge.name()))
+                .map_err(io(&self.dir))?;
+            let mut f = File::open(&path).map_err(io(&path))?;
+            std::io::copy(&mut f, out).map_err(io(&path))?;
+        }
+        out.write_all(b"# EOF\n").map_err(io(&self.dir))
+    }
+
+    pub fn remove(self) -> Result<(), PartsError> {
+        drop(self.files);
+        drop(self.index);
+        std::fs::remove_dir_all(&self.dir).map_err(io(&self.dir))
+    }
+}
+
+fn describe(stored: &Params, now: &Params) -> String {
+    let mut out = Vec::new();
+    if stored.sources != now.sources {
+        out.push(format!(
+            "sources {:?}, now {:?}",
+            stored.sources, now.sources
+        ));
+    }
+    if stored.from != now.from || stored.until != now.until {
+        out.push(format!(
+            "history {}..{}, now {}..{}",
+            stored.from, stored.until, now.from, now.until
+        ));
+    }
+    if stored.step_ms != now.step_ms {
+        out.push(format!(
+            "step {} ms, now {} ms",
+            stored.step_ms, now.step_ms
+        ));
+    }
+    if stored.labels != now.labels {
+        out.push(format!("labels {:?}, now {:?}", stored.labels, now.labels));
+    }
+    out.join("; ")
+}
