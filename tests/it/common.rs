@@ -80,6 +80,25 @@ pub enum Reply {
     },
     /// Never answers within any sane timeout.
     Hang,
+    /// Answers by the request's URI (path and query): an upstream whose
+    /// answer depends on its parameters (candle windows).
+    Dynamic(Responder),
+}
+
+/// The function behind [`Reply::Dynamic`].
+#[derive(Clone)]
+pub struct Responder(pub Arc<dyn Fn(&axum::http::Uri) -> Reply + Send + Sync>);
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
+}
+
+impl Reply {
+    pub fn dynamic(f: impl Fn(&axum::http::Uri) -> Reply + Send + Sync + 'static) -> Self {
+        Reply::Dynamic(Responder(Arc::new(f)))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -119,7 +138,10 @@ impl FakeUpstream {
                     headers: req.headers().clone(),
                 });
                 let routed = rt.lock().unwrap().get(req.uri().path()).cloned();
-                let reply = routed.unwrap_or_else(|| r.lock().unwrap().clone());
+                let mut reply = routed.unwrap_or_else(|| r.lock().unwrap().clone());
+                if let Reply::Dynamic(f) = &reply {
+                    reply = (f.0)(req.uri());
+                }
                 respond(reply).await
             }
         });
@@ -188,6 +210,7 @@ async fn respond(reply: Reply) -> Response {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()
         }
+        Reply::Dynamic(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 

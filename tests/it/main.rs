@@ -9,6 +9,8 @@
 //! - [`binary`]: the built binary: signals, reload, listen addresses, healthcheck
 //! - [`stack`]: compose, provisioning and dashboard conventions, offline
 //! - [`mixin`]: the rendered rules, alerts and dashboards (jsonnet, promtool)
+//! - [`backfill`]: the demo's history, loaded with its rules into a real Prometheus;
+//!   [`candles`]: the network sources' history from their candle endpoints
 //! - [`e2e`]: the real Prometheus and Alertmanager binaries end to end
 //! - [`scale`]: sharded scraping into VictoriaMetrics, vmalert, an Alertmanager HA
 //!   pair, checked against Prometheus on the same samples
@@ -24,6 +26,7 @@ mod harness;
 
 mod backfill;
 mod binary;
+mod candles;
 mod config;
 mod cryptowatch;
 mod e2e;
