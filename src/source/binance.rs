@@ -23,10 +23,11 @@ use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use super::de::number;
 use super::{
-    Collected, Fetched, PollFuture, Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
+    CandleApi, CandleFuture, CandlePage, Collected, Fetched, History, PollFuture, Refresh, Sink,
+    Source, SourceError, SourceKind, parse_blocking,
 };
 use crate::admission::Admission;
-use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason};
+use crate::domain::{Assets, Candle, Market, MarketGauge, RawMarket, RejectReason};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::NetworkConfig;
 use crate::settings::network::NetworkDefaults;
@@ -53,7 +54,10 @@ pub struct Binance {
     upstream: Upstream,
     ticker_url: String,
     info_url: String,
+    klines_url: String,
     symbols: Arc<HashMap<String, Assets>>,
+    /// Our `pair` label → Binance's symbol, for klines.
+    names: HashMap<String, String>,
     weight_limit: u32,
     refresh: Refresh,
 }
@@ -75,7 +79,9 @@ impl Binance {
             upstream: Upstream::new(&config.http, metrics)?,
             ticker_url: format!("{base}/api/v3/ticker/24hr"),
             info_url: format!("{base}/api/v3/exchangeInfo"),
+            klines_url: format!("{base}/api/v3/klines"),
             symbols: Arc::default(),
+            names: HashMap::new(),
             weight_limit: DEFAULT_WEIGHT_LIMIT,
             refresh: Refresh::new(Duration::from_secs(3_600), Duration::from_secs(300)),
         })
@@ -94,6 +100,11 @@ impl Binance {
                 self.refresh
                     .settle(listing, !self.symbols.is_empty(), "binance", "exchangeInfo")?
             {
+                self.names = info
+                    .symbols
+                    .iter()
+                    .map(|(symbol, assets)| (assets.pair(), symbol.clone()))
+                    .collect();
                 self.symbols = Arc::new(info.symbols);
                 self.weight_limit = info.weight_limit.unwrap_or(DEFAULT_WEIGHT_LIMIT);
             }
@@ -125,6 +136,38 @@ impl Binance {
         let used = used_weight(&response.headers)?;
         weight_delay(used, self.weight_limit, now)
     }
+
+    async fn klines(
+        &self,
+        market: &Market,
+        width: u32,
+        from: i64,
+        until: i64,
+    ) -> Result<CandlePage, SourceError> {
+        let symbol = self.names.get(&market.pair).ok_or_else(|| {
+            SourceError::Api(format!("no Binance symbol is named {}", market.pair))
+        })?;
+        let interval = KLINE_INTERVALS
+            .iter()
+            .find(|(w, _)| *w == width)
+            .map_or("1m", |(_, name)| name);
+        let url = format!(
+            "{}?symbol={symbol}&interval={interval}&startTime={}&endTime={}&limit={}",
+            self.klines_url,
+            from.saturating_mul(1000),
+            until.saturating_mul(1000) - 1,
+            CANDLES.per_call
+        );
+        let response = self.upstream.get(&url, HeaderMap::new()).await?;
+        let used = used_weight(&response.headers);
+        let candles = parse_blocking(move || parse_klines(&response.body)).await?;
+        Ok(CandlePage {
+            candles,
+            slow_down: used.and_then(|u| {
+                weight_delay_before(u, self.weight_limit, KLINES_WEIGHT, SystemTime::now())
+            }),
+        })
+    }
 }
 
 impl Source for Binance {
@@ -134,6 +177,54 @@ impl Source for Binance {
 
     fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
         Box::pin(self.poll_once(admission))
+    }
+
+    fn history(&self) -> Option<&dyn History> {
+        Some(self)
+    }
+}
+
+/// `GET /api/v3/klines`: up to 1,000 candles a call, any span back.
+pub const CANDLES: CandleApi = CandleApi {
+    widths: &[
+        60, 180, 300, 900, 1_800, 3_600, 7_200, 14_400, 21_600, 28_800, 43_200, 86_400,
+    ],
+    per_call: 1_000,
+    newest_only: false,
+};
+
+/// Binance's names of the widths of [`CANDLES`].
+const KLINE_INTERVALS: [(u32, &str); 12] = [
+    (60, "1m"),
+    (180, "3m"),
+    (300, "5m"),
+    (900, "15m"),
+    (1_800, "30m"),
+    (3_600, "1h"),
+    (7_200, "2h"),
+    (14_400, "4h"),
+    (21_600, "6h"),
+    (28_800, "8h"),
+    (43_200, "12h"),
+    (86_400, "1d"),
+];
+
+/// Request weight of one klines call (any limit up to 1,000).
+pub const KLINES_WEIGHT: u32 = 2;
+
+impl History for Binance {
+    fn candle_api(&self) -> CandleApi {
+        CANDLES
+    }
+
+    fn candles<'a>(
+        &'a self,
+        market: &'a Market,
+        width: u32,
+        from: i64,
+        until: i64,
+    ) -> CandleFuture<'a> {
+        Box::pin(self.klines(market, width, from, until))
     }
 }
 
@@ -152,8 +243,13 @@ pub fn used_weight(headers: &HeaderMap) -> Option<u32> {
 /// headroom: until the next minute window (plus a second of clock skew) if
 /// the used weight plus one more ticker call would cross it, else nothing.
 pub fn weight_delay(used: u32, limit: u32, now: SystemTime) -> Option<Duration> {
+    weight_delay_before(used, limit, TICKER_WEIGHT, now)
+}
+
+/// [`weight_delay`] before a call of weight `next`.
+pub fn weight_delay_before(used: u32, limit: u32, next: u32, now: SystemTime) -> Option<Duration> {
     let budget = f64::from(limit) * WEIGHT_HEADROOM;
-    if f64::from(used + TICKER_WEIGHT) <= budget {
+    if f64::from(used.saturating_add(next)) <= budget {
         return None;
     }
     let since_epoch = now
@@ -238,6 +334,25 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, 
         }
     })
 }
+
+/// Parses `/api/v3/klines`: `[openTime ms, open, high, low, close, volume,
+/// closeTime, quoteVolume, trades, ...]`, decimals as strings. A row with a
+/// value that is no number is left out.
+pub fn parse_klines(body: &[u8]) -> Result<Vec<Candle>, SourceError> {
+    let rows: Vec<Vec<Num>> = decode(body, "klines")?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let at = |i: usize| r.get(i).and_then(|n| n.0);
+            let start = at(0)? / 1000.0;
+            Candle::checked(start as i64, at(2)?, at(3)?, at(4)?, at(5)?, Some(at(7)?))
+        })
+        .collect())
+}
+
+/// One element of a klines row: a decimal string or a number.
+#[derive(Deserialize)]
+struct Num(#[serde(deserialize_with = "number")] Option<f64>);
 
 pub fn parse_exchange_info(body: &[u8]) -> Result<ExchangeInfo, SourceError> {
     let dto: ExchangeInfoDto = decode(body, "exchangeInfo")?;
@@ -345,6 +460,42 @@ fn emit<S: Sink>(sink: &mut S, t: TickerDto, symbols: &HashMap<String, Assets>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn klines_become_candles() {
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/binance/klines.BTCUSDT.1m.2026-09-03.json"
+        ))
+        .unwrap();
+        let candles = parse_klines(&body).unwrap();
+        assert_eq!(candles.len(), 5);
+        // [1788458580000,"81133.99000000","81182.36000000","81133.99000000","81182.35000000","5.97533000",1788458639999,"484960.60604970",...]
+        assert_eq!(
+            candles[0],
+            Candle {
+                start: 1_788_458_580,
+                high: 81182.36,
+                low: 81133.99,
+                close: 81182.35,
+                volume: 5.97533,
+                quote_volume: Some(484960.6060497),
+            }
+        );
+        assert_eq!(candles[4].start, 1_788_458_820);
+        let err = parse_klines(br#"{"code":-1121,"msg":"Invalid symbol."}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "upstream reported an error: Invalid symbol. (code -1121)"
+        );
+        // The weight of the next klines call, not of a ticker, decides.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_030);
+        assert_eq!(weight_delay_before(4_700, 6_000, KLINES_WEIGHT, now), None);
+        assert_eq!(
+            weight_delay_before(4_799, 6_000, KLINES_WEIGHT, now),
+            Some(Duration::from_secs(31))
+        );
+    }
 
     fn symbols() -> HashMap<String, Assets> {
         parse_exchange_info(

@@ -12,6 +12,7 @@
 //! `trading_disabled`, are skipped. Coinbase gives no quote or USD volume.
 //! Errors: `{"message": "..."}` with a 4xx/5xx status.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -19,15 +20,18 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
 use super::de::number;
-use super::{Fetched, PollFuture, Source, SourceError, SourceKind};
+use super::{
+    CandleApi, CandleFuture, CandlePage, Fetched, History, PollFuture, Source, SourceError,
+    SourceKind,
+};
 use crate::admission::Admission;
 use std::time::Duration;
 
-use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason};
+use crate::domain::{Assets, Candle, Market, MarketGauge, RawMarket, RejectReason};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::NetworkConfig;
 use crate::settings::network::NetworkDefaults;
-use crate::units::format_duration;
+use crate::units::{format_duration, format_rfc3339};
 use crate::upstream::Upstream;
 
 const EXCHANGE: &str = "coinbase";
@@ -48,6 +52,8 @@ pub struct Coinbase {
     poll_interval: std::time::Duration,
     /// Whether a refresh slower than the poll interval was logged.
     warned_slow: bool,
+    /// Our `pair` label → product id, of the products the last poll read.
+    ids: HashMap<String, String>,
 }
 
 impl fmt::Debug for Coinbase {
@@ -69,6 +75,7 @@ impl Coinbase {
             base_url: config.url.as_str().trim_end_matches('/').to_owned(),
             poll_interval: config.poll_interval.unwrap_or(poll_interval),
             warned_slow: false,
+            ids: HashMap::new(),
         })
     }
 
@@ -91,6 +98,10 @@ impl Coinbase {
             .filter(|p| filter.allows(EXCHANGE, &p.assets.pair()))
             // One request per product: a listing of millions must not mean millions of calls.
             .take(filter.max_markets)
+            .collect();
+        self.ids = wanted
+            .iter()
+            .map(|p| (p.assets.pair(), p.id.clone()))
             .collect();
         for product in wanted {
             let url = format!("{}/products/{}/stats", self.base_url, product.id);
@@ -135,6 +146,53 @@ impl Source for Coinbase {
 
     fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
         Box::pin(self.fetch_products_and_stats(admission))
+    }
+
+    fn history(&self) -> Option<&dyn History> {
+        Some(self)
+    }
+}
+
+/// `GET /products/{id}/candles?granularity=&start=&end=`: at most 300
+/// candles a call; buckets without trades are left out.
+pub const CANDLES: CandleApi = CandleApi {
+    widths: &[60, 300, 900, 3_600, 21_600, 86_400],
+    per_call: 300,
+    newest_only: false,
+};
+
+impl History for Coinbase {
+    fn candle_api(&self) -> CandleApi {
+        CANDLES
+    }
+
+    fn candles<'a>(
+        &'a self,
+        market: &'a Market,
+        width: u32,
+        from: i64,
+        until: i64,
+    ) -> CandleFuture<'a> {
+        Box::pin(async move {
+            let id = self.ids.get(&market.pair).ok_or_else(|| {
+                SourceError::Api(format!("no Coinbase product is named {}", market.pair))
+            })?;
+            // `end` is inclusive: the last bucket start of the call, so that
+            // a full call asks for exactly 300 buckets.
+            let last = (from + i64::from(width) * (i64::from(CANDLES.per_call) - 1)).min(until - 1);
+            let url = format!(
+                "{}/products/{id}/candles?granularity={width}&start={}&end={}",
+                self.base_url,
+                format_rfc3339(from),
+                format_rfc3339(last.max(from))
+            );
+            let response = self.upstream.get(&url, HeaderMap::new()).await?;
+            let candles = parse_candles(&response.body)?;
+            Ok(CandlePage {
+                candles,
+                slow_down: None,
+            })
+        })
     }
 }
 
@@ -208,6 +266,24 @@ pub fn parse_products(body: &[u8]) -> Result<Vec<Product>, SourceError> {
     Ok(products)
 }
 
+/// Parses `/products/{id}/candles`: `[time, low, high, open, close,
+/// volume]`, numbers, newest first. Coinbase gives no quote volume. A row
+/// with a value that is no number is left out.
+pub fn parse_candles(body: &[u8]) -> Result<Vec<Candle>, SourceError> {
+    let rows: Vec<Vec<Num>> = decode(body, "candles")?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let at = |i: usize| r.get(i).and_then(|n| n.0);
+            Candle::checked(at(0)? as i64, at(2)?, at(1)?, at(4)?, at(5)?, None)
+        })
+        .collect())
+}
+
+/// One element of a candle row.
+#[derive(Deserialize)]
+struct Num(#[serde(deserialize_with = "number")] Option<f64>);
+
 /// Parses `/products/{id}/stats` into gauge values.
 pub fn parse_stats(body: &[u8]) -> Result<[Option<f64>; MarketGauge::COUNT], SourceError> {
     // Every stats field is optional, so an error object would parse as empty stats.
@@ -231,6 +307,40 @@ pub fn parse_stats(body: &[u8]) -> Result<[Option<f64>; MarketGauge::COUNT], Sou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candles_in_coinbase_order() {
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/coinbase/candles.BTC-USD.1d.2026-08-01_2026-08-10.json"
+        ))
+        .unwrap();
+        let candles = parse_candles(&body).unwrap();
+        assert_eq!(candles.len(), 10);
+        // [1786320000, 63733.03, 65341.83, 64848.68, 63911.88, 6197.02944527]:
+        // low, high, open, close, volume.
+        assert_eq!(
+            candles[0],
+            Candle {
+                start: 1_786_320_000,
+                high: 65341.83,
+                low: 63733.03,
+                close: 63911.88,
+                volume: 6197.02944527,
+                quote_volume: None,
+            }
+        );
+        assert!(
+            candles.windows(2).all(|w| w[0].start > w[1].start),
+            "newest first"
+        );
+        assert_eq!(
+            parse_candles(br#"{"message":"NotFound"}"#)
+                .unwrap_err()
+                .to_string(),
+            "upstream reported an error: NotFound"
+        );
+    }
 
     #[test]
     fn products_keep_tradable_ones() {

@@ -24,11 +24,11 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::de::number;
 use super::{
-    Collected, Credits, Fetched, PollFuture, Refresh, Sink, Source, SourceError, SourceKind,
-    parse_blocking,
+    CandleApi, CandleFuture, CandlePage, Collected, Credits, Fetched, History, PollFuture, Refresh,
+    Sink, Source, SourceError, SourceKind, parse_blocking,
 };
 use crate::admission::Admission;
-use crate::domain::{Assets, MarketGauge, RawMarket, RejectReason, Rejections};
+use crate::domain::{Assets, Candle, Market, MarketGauge, RawMarket, RejectReason, Rejections};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::{NetworkConfig, NetworkDefaults};
 use crate::settings::{ConfigError, Origins, Secret};
@@ -248,6 +248,92 @@ impl Source for Cryptowatch {
             polled.map_err(|e| self.redact(e))
         })
     }
+
+    fn history(&self) -> Option<&dyn History> {
+        Some(self)
+    }
+}
+
+/// `GET /markets/{exchange}/{pair}/ohlc?periods=&after=&before=`: the
+/// recorded answers hold 1,000 candles per period, so calls of 1,000.
+pub const CANDLES: CandleApi = CandleApi {
+    widths: &[
+        60, 180, 300, 900, 1_800, 3_600, 7_200, 14_400, 21_600, 43_200, 86_400, 259_200, 604_800,
+    ],
+    per_call: 1_000,
+    newest_only: false,
+};
+
+impl History for Cryptowatch {
+    fn candle_api(&self) -> CandleApi {
+        CANDLES
+    }
+
+    fn candles<'a>(
+        &'a self,
+        market: &'a Market,
+        width: u32,
+        from: i64,
+        until: i64,
+    ) -> CandleFuture<'a> {
+        Box::pin(async move {
+            // Rows carry their close time; whether `after`/`before` bound
+            // opens or closes, one candle width of margin each side covers
+            // both (the caller clips).
+            let url = format!(
+                "{}/markets/{}/{}/ohlc?periods={width}&after={}&before={}",
+                self.base_url,
+                urlencode(&market.exchange),
+                urlencode(&market.pair),
+                from,
+                until + i64::from(width)
+            );
+            let fetched = async {
+                let response = self.upstream.get(&url, self.headers()?).await?;
+                parse_blocking(move || parse_ohlc(&response.body, width)).await
+            };
+            let candles = fetched.await.map_err(|e| self.redact(e))?;
+            Ok(CandlePage {
+                candles,
+                slow_down: None,
+            })
+        })
+    }
+}
+
+/// `{"result": {"<period>": [[CloseTime, Open, High, Low, Close, Volume,
+/// QuoteVolume], ...]}, "allowance": {...}}`.
+#[derive(Deserialize)]
+struct OhlcDto {
+    #[serde(default)]
+    result: HashMap<String, Vec<Vec<OhlcNum>>>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OhlcNum(#[serde(deserialize_with = "number")] Option<f64>);
+
+/// Parses `/markets/{exchange}/{pair}/ohlc` for the period `width`; a row
+/// with a value that is no number is left out.
+pub fn parse_ohlc(body: &[u8], width: u32) -> Result<Vec<Candle>, SourceError> {
+    let dto: OhlcDto =
+        serde_json::from_slice(body).map_err(|e| SourceError::Decode(format!("ohlc: {e}")))?;
+    if let Some(error) = dto.error {
+        return Err(SourceError::Api(error));
+    }
+    let rows = dto
+        .result
+        .get(&width.to_string())
+        .map_or(&[][..], Vec::as_slice);
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let at = |i: usize| r.get(i).and_then(|n| n.0);
+            let start = at(0)? as i64 - i64::from(width);
+            Candle::checked(start, at(2)?, at(3)?, at(4)?, at(5)?, at(6))
+        })
+        .collect())
 }
 
 fn urlencode(s: &str) -> String {
@@ -582,6 +668,40 @@ pub fn parse_pairs(body: &[u8]) -> Result<PairsPage, SourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ohlc_rows_carry_their_close_time() {
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/cryptowatch/ohlc.kraken.btceur.excerpt.2022-02-28.json"
+        ))
+        .unwrap();
+        let candles = parse_ohlc(&body, 60).unwrap();
+        assert_eq!(candles.len(), 1000);
+        // [1646011920, 34185.2, 34352.8, 34185.2, 34352.8, 1.92426961, 66006.827267407]
+        assert_eq!(
+            candles[0],
+            Candle {
+                start: 1_646_011_860,
+                high: 34352.8,
+                low: 34185.2,
+                close: 34352.8,
+                volume: 1.92426961,
+                quote_volume: Some(66006.827267407),
+            }
+        );
+        assert_eq!(parse_ohlc(&body, 300).unwrap().len(), 1000);
+        assert!(
+            parse_ohlc(&body, 900).unwrap().is_empty(),
+            "a period not answered"
+        );
+        assert_eq!(
+            parse_ohlc(br#"{"error":"Instrument not found"}"#, 60)
+                .unwrap_err()
+                .reason(),
+            "api_error"
+        );
+    }
 
     fn market<'a>(page: &'a Page, key: &str) -> &'a RawMarket {
         let (e, p) = key.split_once(':').unwrap();

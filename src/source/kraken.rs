@@ -218,24 +218,12 @@ struct TickerDto {
     t: Vec<Num>,
 }
 
-/// One OHLC row: `[time, open, high, low, close, vwap, volume, count]`.
-#[derive(Deserialize)]
-struct OhlcRow(
-    i64,
-    #[allow(dead_code)] IgnoredAny,
-    Num,
-    Num,
-    Num,
-    Num,
-    Num,
-    #[allow(dead_code)] IgnoredAny,
-);
-
 /// `result` of OHLC: the rows under Kraken's name for the pair, and `last`.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum OhlcEntry {
-    Rows(Vec<OhlcRow>),
+    /// `[time, open, high, low, close, vwap, volume, count]` each.
+    Rows(Vec<Vec<Num>>),
     #[allow(dead_code)]
     Last(IgnoredAny),
 }
@@ -327,9 +315,17 @@ pub fn parse_ohlc(body: &[u8]) -> Result<Vec<Candle>, SourceError> {
         let OhlcEntry::Rows(rows) = entry else {
             continue;
         };
-        candles.extend(rows.into_iter().filter_map(|r| {
-            let volume = r.6.0?;
-            Candle::checked(r.0, r.2.0?, r.3.0?, r.4.0?, volume, Some(r.5.0? * volume))
+        candles.extend(rows.iter().filter_map(|r| {
+            let at = |i: usize| at(r, i);
+            let volume = at(6)?;
+            Candle::checked(
+                at(0)? as i64,
+                at(2)?,
+                at(3)?,
+                at(4)?,
+                volume,
+                Some(at(5)? * volume),
+            )
         }));
     }
     Ok(candles)

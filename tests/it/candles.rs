@@ -397,3 +397,259 @@ async fn a_failed_backfill_resumes_without_refetching() {
         "the work in progress is removed"
     );
 }
+
+/// Unix seconds of `2026-09-03T18:07:00Z` (what Coinbase's `start`/`end` carry).
+fn parse_rfc3339(text: &str) -> i64 {
+    let text = text.replace("%3A", ":");
+    let (date, time) = text.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let t: Vec<i64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    // days_from_civil (Howard Hinnant), the inverse of what the exporter formats.
+    let (y, m, day) = (if d[1] <= 2 { d[0] - 1 } else { d[0] }, d[1], d[2]);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe - 719_468) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]
+}
+
+fn query_i64(uri: &Uri, name: &str) -> i64 {
+    query(uri, name).unwrap().parse().unwrap()
+}
+
+// ---- Binance ----
+
+/// exchangeInfo (synthetic), a 24 h ticker made of the five recorded
+/// BTCUSDT klines, and klines answered by `startTime`, `endTime` and `limit`.
+#[tokio::test]
+async fn binance_history_ends_where_the_live_exporter_is() {
+    let klines: Vec<Value> =
+        serde_json::from_slice(&fixture("binance/klines.BTCUSDT.1m.2026-09-03.json")).unwrap();
+    let up = FakeUpstream::start(Reply::Status {
+        status: 400,
+        headers: vec![],
+        body: bytes::Bytes::from_static(br#"{"code":-1121,"msg":"Invalid symbol."}"#),
+    })
+    .await;
+    up.route(
+        "/api/v3/exchangeInfo",
+        Reply::Json(fixture("binance/exchange_info.synthetic.json")),
+    );
+    let col = |i: usize| klines.iter().map(move |k| num(&k[i]));
+    let s = |v: f64| json!(v.to_string());
+    up.route(
+        "/api/v3/ticker/24hr",
+        json_reply(&json!([{
+            "symbol": "BTCUSDT",
+            "lastPrice": s(num(&klines[4][4])),
+            "highPrice": s(col(2).fold(f64::MIN, f64::max)),
+            "lowPrice": s(col(3).fold(f64::MAX, f64::min)),
+            "priceChangePercent": "0.5",
+            "volume": s(col(5).sum()),
+            "quoteVolume": s(col(7).sum()),
+            "count": 11501
+        }])),
+    );
+    let rows = klines.clone();
+    up.route(
+        "/api/v3/klines",
+        Reply::dynamic(move |uri| {
+            assert_eq!(query(uri, "interval").as_deref(), Some("1m"));
+            let (start, end) = (query_i64(uri, "startTime"), query_i64(uri, "endTime"));
+            let limit = usize::try_from(query_i64(uri, "limit")).unwrap();
+            assert!(limit <= 1000, "{uri}");
+            let answer: Vec<&Value> = rows
+                .iter()
+                .filter(|k| (start..=end).contains(&k[0].as_i64().unwrap()))
+                .take(limit)
+                .collect();
+            json_reply(&json!(answer))
+        }),
+    );
+    let args = flags("binance", &up.url);
+    let live = live(&args, "binance").await;
+    let dir = TempDir::new("candles-binance");
+    let out = dir.0.join("h.om");
+    let until = SystemTime::UNIX_EPOCH + Duration::from_secs(1_788_458_850);
+    let written = run(&args, Duration::from_secs(3600), until, &out)
+        .await
+        .unwrap();
+    assert_eq!(written.markets, 1);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_history_meets_live(
+        &text,
+        &live,
+        &[
+            "crypto_market_price",
+            "crypto_market_price_high_24h",
+            "crypto_market_price_low_24h",
+            "crypto_market_volume_24h",
+            "crypto_market_volume_quote_24h",
+        ],
+    );
+    // The hour and the 24 h before it in minutes: two calls of at most
+    // 1,000 that tile the span, the last one ending with `until`'s second.
+    let calls = up.hits_on("/api/v3/klines");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let bounds: Vec<(i64, i64)> = calls
+        .iter()
+        .map(|h| {
+            let uri: Uri = h.uri.parse().unwrap();
+            (query_i64(&uri, "startTime"), query_i64(&uri, "endTime"))
+        })
+        .collect();
+    assert_eq!(
+        bounds[0].0,
+        (1_788_458_850 - 3600 - 86_400) / 60 * 60 * 1000
+    );
+    assert_eq!(bounds[1].0, bounds[0].1 + 1);
+    assert_eq!(bounds[1].1, 1_788_458_850_999);
+}
+
+// ---- Coinbase ----
+
+/// Coinbase's candles in its documented shape (`[time, low, high, open,
+/// close, volume]`, newest first, at most 300 a call), made of the Kraken
+/// minute recording: no one-minute Coinbase recording exists. Stats are the
+/// same candles' 24 h.
+#[tokio::test]
+async fn coinbase_history_ends_where_the_live_exporter_is() {
+    let rows = recorded_minutes();
+    let up = FakeUpstream::start(Reply::Status {
+        status: 404,
+        headers: vec![],
+        body: bytes::Bytes::from_static(br#"{"message":"NotFound"}"#),
+    })
+    .await;
+    up.route(
+        "/products",
+        Reply::Json(fixture("coinbase/products.synthetic.json")),
+    );
+    let t = ticker(&rows);
+    up.route(
+        "/products/BTC-USD/stats",
+        json_reply(&json!({
+            "open": rows[0].open.to_string(), "high": t.high.to_string(), "low": t.low.to_string(),
+            "last": t.last.to_string(), "volume": t.volume.to_string(), "volume_30day": "1"
+        })),
+    );
+    let recorded = rows.clone();
+    up.route(
+        "/products/BTC-USD/candles",
+        Reply::dynamic(move |uri| {
+            assert_eq!(query(uri, "granularity").as_deref(), Some("60"));
+            let start = parse_rfc3339(&query(uri, "start").unwrap());
+            let end = parse_rfc3339(&query(uri, "end").unwrap());
+            assert!(
+                (end - start) / 60 + 1 <= 300,
+                "more than 300 candles asked: {uri}"
+            );
+            let mut answer: Vec<Value> = recorded
+                .iter()
+                .filter(|r| (start..=end).contains(&r.start))
+                .map(|r| json!([r.start, r.low, r.high, r.open, r.close, r.volume]))
+                .collect();
+            answer.reverse();
+            json_reply(&json!(answer))
+        }),
+    );
+    let args = flags("coinbase", &up.url);
+    let live = live(&args, "coinbase").await;
+    let dir = TempDir::new("candles-coinbase");
+    let out = dir.0.join("h.om");
+    let until = recording_end(&rows);
+    let written = run(&args, Duration::from_secs(3600), until, &out)
+        .await
+        .unwrap();
+    assert_eq!(written.markets, 1, "only BTC-USD has stats");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_history_meets_live(
+        &text,
+        &live,
+        &[
+            "crypto_market_price",
+            "crypto_market_price_high_24h",
+            "crypto_market_price_low_24h",
+            "crypto_market_volume_24h",
+        ],
+    );
+    // No quote volume from Coinbase, live or past.
+    assert!(!text.contains("crypto_market_volume_quote_24h{"));
+    // 25 h of minutes and the one open at `until`, in calls of 300.
+    assert_eq!(up.hits_on("/products/BTC-USD/candles").len(), 6);
+}
+
+// ---- Cryptowatch ----
+
+/// A summaries body made of the recorded kraken:btceur one-minute OHLC
+/// (2022-02-28), and the OHLC endpoint answering that recording by
+/// `after`/`before`.
+#[tokio::test]
+async fn cryptowatch_history_ends_where_the_live_exporter_is() {
+    let recorded: Value = serde_json::from_slice(&fixture(
+        "cryptowatch/ohlc.kraken.btceur.excerpt.2022-02-28.json",
+    ))
+    .unwrap();
+    let minutes: Vec<Value> = recorded["result"]["60"].as_array().unwrap().clone();
+    let col = |i: usize| minutes.iter().map(move |r| num(&r[i]));
+    let last_close = minutes.last().unwrap()[0].as_i64().unwrap();
+    let up = FakeUpstream::start(Reply::Status {
+        status: 404,
+        headers: vec![],
+        body: bytes::Bytes::from_static(br#"{"error":"Instrument not found"}"#),
+    })
+    .await;
+    up.route(
+        "/pairs",
+        Reply::Json(fixture("cryptowatch/pairs.synthetic.json")),
+    );
+    up.route(
+        "/markets/summaries",
+        json_reply(&json!({
+            "result": {"kraken:btceur": {
+                "price": {"last": num(&minutes.last().unwrap()[4]),
+                          "high": col(2).fold(f64::MIN, f64::max),
+                          "low": col(3).fold(f64::MAX, f64::min),
+                          "change": {"percentage": 0.01, "absolute": 1}},
+                "volume": col(5).sum::<f64>(),
+                "volumeQuote": col(6).sum::<f64>()}},
+            "allowance": {"cost": 0.005, "remaining": 1_000_000}
+        })),
+    );
+    up.route(
+        "/markets/kraken/btceur/ohlc",
+        Reply::dynamic(move |uri| {
+            assert_eq!(query(uri, "periods").as_deref(), Some("60"));
+            let (after, before) = (query_i64(uri, "after"), query_i64(uri, "before"));
+            let rows: Vec<&Value> = minutes
+                .iter()
+                .filter(|r| (after..=before).contains(&r[0].as_i64().unwrap()))
+                .take(1000)
+                .collect();
+            json_reply(&json!({"result": {"60": rows}, "allowance": {"cost": 0.015, "remaining": 1_000_000}}))
+        }),
+    );
+    let args = flags("cryptowatch", &up.url);
+    let live = live(&args, "cryptowatch").await;
+    let dir = TempDir::new("candles-cryptowatch");
+    let out = dir.0.join("h.om");
+    // 30 s into the last recorded minute.
+    let until =
+        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(last_close - 30).unwrap());
+    let written = run(&args, Duration::from_secs(3600), until, &out)
+        .await
+        .unwrap();
+    assert_eq!(written.markets, 1);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_history_meets_live(
+        &text,
+        &live,
+        &[
+            "crypto_market_price",
+            "crypto_market_price_high_24h",
+            "crypto_market_price_low_24h",
+            "crypto_market_volume_24h",
+            "crypto_market_volume_quote_24h",
+        ],
+    );
+}
