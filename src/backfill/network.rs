@@ -234,30 +234,47 @@ fn retry_after(e: &SourceError, tries: u32) -> Option<Duration> {
     }
 }
 
-/// Progress on standard error: a line every ten seconds with the markets
-/// done and the time left, so a long backfill is never silent.
+/// Progress on standard error: a bar with the time left on a terminal,
+/// else a log line every ten seconds, so a long backfill is never silent.
 struct Progress {
     kind: SourceKind,
     total: usize,
     done: usize,
     started: Instant,
     last: Instant,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
     fn new(kind: SourceKind, total: usize) -> Self {
+        use std::io::IsTerminal;
         let now = Instant::now();
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} markets, {elapsed} elapsed, ETA {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(kind.as_str());
+            bar
+        });
         Self {
             kind,
             total,
             done: 0,
             started: now,
             last: now,
+            bar,
         }
     }
 
     fn tick(&mut self) {
         self.done += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            return;
+        }
         if self.last.elapsed() >= Duration::from_secs(10) {
             self.last = Instant::now();
             let per = self.started.elapsed() / u32::try_from(self.done).unwrap_or(u32::MAX).max(1);
@@ -268,6 +285,9 @@ impl Progress {
     }
 
     fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
         tracing::info!(source = self.kind.as_str(), markets = self.done, took = %format_duration(self.started.elapsed()), "backfilled");
     }
 }
