@@ -203,7 +203,7 @@ impl Parts {
 
     /// Writes the OpenMetrics text: each family's header and lines, then
     /// `# EOF`. The directory stays until [`Parts::remove`].
-    pub fn concatenate(&mut self, out: &mut dyn Write) -> Result<(), PartsError> {
+    pub fn concatenate<W: Write>(&mut self, out: &mut W) -> Result<(), PartsError> {
         for gauge in MarketGauge::ALL {
             let path = self.dir.join(gauge.name());
             writeln!(out, "# HELP {} {}", gauge.name(), gauge.help())

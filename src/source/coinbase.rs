@@ -19,7 +19,7 @@ use std::sync::Arc;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use super::de::number;
+use super::de::{Row, number};
 use super::{
     CandleApi, CandleFuture, CandlePage, Fetched, History, PollFuture, Source, SourceError,
     SourceKind,
@@ -270,19 +270,12 @@ pub fn parse_products(body: &[u8]) -> Result<Vec<Product>, SourceError> {
 /// volume]`, numbers, newest first. Coinbase gives no quote volume. A row
 /// with a value that is no number is left out.
 pub fn parse_candles(body: &[u8]) -> Result<Vec<Candle>, SourceError> {
-    let rows: Vec<Vec<Num>> = decode(body, "candles")?;
+    let rows: Vec<Row<6>> = decode(body, "candles")?;
     Ok(rows
         .iter()
-        .filter_map(|r| {
-            let at = |i: usize| r.get(i).and_then(|n| n.0);
-            Candle::checked(at(0)? as i64, at(2)?, at(1)?, at(4)?, at(5)?, None)
-        })
+        .filter_map(|Row(r)| Candle::checked(r[0]? as i64, r[2]?, r[1]?, r[4]?, r[5]?, None))
         .collect())
 }
-
-/// One element of a candle row.
-#[derive(Deserialize)]
-struct Num(#[serde(deserialize_with = "number")] Option<f64>);
 
 /// Parses `/products/{id}/stats` into gauge values.
 pub fn parse_stats(body: &[u8]) -> Result<[Option<f64>; MarketGauge::COUNT], SourceError> {

@@ -24,7 +24,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::de::number;
+use super::de::{Row, number};
 use super::{
     CandleApi, CandleFuture, CandlePage, Collected, Fetched, History, PollFuture, Refresh, Sink,
     Source, SourceError, SourceKind, parse_blocking,
@@ -174,7 +174,9 @@ impl History for Kraken {
                 from - 1
             );
             let response = self.upstream.get(&url, HeaderMap::new()).await?;
-            let candles = parse_blocking(move || parse_ohlc(&response.body)).await?;
+            // Parsed in place: a few hundred rows, and the backfill runs
+            // nothing else on this runtime.
+            let candles = parse_ohlc(&response.body)?;
             Ok(CandlePage {
                 candles,
                 slow_down: None,
@@ -223,7 +225,7 @@ struct TickerDto {
 #[serde(untagged)]
 enum OhlcEntry {
     /// `[time, open, high, low, close, vwap, volume, count]` each.
-    Rows(Vec<Vec<Num>>),
+    Rows(Vec<Row<7>>),
     #[allow(dead_code)]
     Last(IgnoredAny),
 }
@@ -315,16 +317,15 @@ pub fn parse_ohlc(body: &[u8]) -> Result<Vec<Candle>, SourceError> {
         let OhlcEntry::Rows(rows) = entry else {
             continue;
         };
-        candles.extend(rows.iter().filter_map(|r| {
-            let at = |i: usize| at(r, i);
-            let volume = at(6)?;
+        candles.extend(rows.iter().filter_map(|Row(r)| {
+            let volume = r[6]?;
             Candle::checked(
-                at(0)? as i64,
-                at(2)?,
-                at(3)?,
-                at(4)?,
+                r[0]? as i64,
+                r[2]?,
+                r[3]?,
+                r[4]?,
                 volume,
-                Some(at(5)? * volume),
+                Some(r[5]? * volume),
             )
         }));
     }

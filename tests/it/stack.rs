@@ -472,23 +472,47 @@ fn demo_override_only_speeds_up_scrapes() {
 /// it, and is loaded, with the staged rules, before Prometheus starts.
 #[test]
 fn demo_override_backfills_before_prometheus_starts() {
+    backfills_before_prometheus_starts("docker-compose.demo.yml", "prometheus/prometheus.demo.yml");
+}
+
+/// The opt-in history override of the default (Kraken) stack: the same
+/// walk-through, with the exporter's network settings.
+#[test]
+fn history_override_backfills_the_network_source_before_prometheus_starts() {
+    backfills_before_prometheus_starts("docker-compose.history.yml", "prometheus/prometheus.yml");
+    let history = yaml("docker-compose.history.yml");
+    assert!(
+        history["services"]["backfill"]
+            .get("network_mode")
+            .is_none(),
+        "the candles need the network"
+    );
+}
+
+fn backfills_before_prometheus_starts(file: &str, prometheus: &str) {
     let mut merged = yaml("docker-compose.yml");
-    compose_merge(&mut merged, &yaml("docker-compose.demo.yml"));
+    compose_merge(&mut merged, &yaml(file));
     check_services(&merged);
     let services = &merged["services"];
     let (backfill, load) = (&services["backfill"], &services["backfill-load"]);
-    // The same demo walk as the live exporter: source, interval, seed, markets.
+    // The same markets as the live exporter: source, interval, URL, the
+    // demo's seed and count.
     for (key, value) in services["exporter"]["environment"].as_object().unwrap() {
         if key.starts_with("CRYPTO_MARKET_EXPORTER_DEMO")
             || key.ends_with("_SOURCE")
             || key.ends_with("_POLL_INTERVAL")
+            || (key.ends_with("_URL")
+                && backfill["environment"]["CRYPTO_MARKET_EXPORTER_SOURCE"] != "demo")
         {
-            assert_eq!(&backfill["environment"][key], value, "backfill's {key}");
+            assert_eq!(
+                &backfill["environment"][key], value,
+                "{file}: backfill's {key}"
+            );
         }
     }
     assert_eq!(backfill["image"], services["exporter"]["image"]);
     // Labelled as Prometheus labels the scraped exporter.
-    let prom = yaml("prometheus/prometheus.demo.yml");
+    let prom = yaml(prometheus);
     let job = &prom["scrape_configs"][0];
     let command: Vec<&str> = backfill["command"]
         .as_array()
