@@ -16,7 +16,7 @@ use crate::domain::{Candle, Market, MarketGauge, SourceKind};
 use crate::error::SourceError;
 use crate::filter::MarketFilter;
 use crate::self_metrics::SourceMetrics;
-use crate::source::{self, History};
+use crate::source::{self, CandleQuery, History};
 use crate::units::format_duration;
 
 /// Attempts per call when upstream fails in a way that passes (timeouts,
@@ -76,7 +76,7 @@ pub(super) async fn write(
         }
     };
     let markets = fetched.admission.finish().markets;
-    let Some(history) = source.history() else {
+    let Some((api, history)) = source.history() else {
         return Err(failed(SourceError::Internal(
             "the source has no candle endpoint".into(),
         )));
@@ -88,7 +88,7 @@ pub(super) async fn write(
         .max(1);
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     let (from, until, now) = (unix(window.from), unix(window.until), unix(window.now));
-    let plan = series::plan(history.candle_api(), step, from, until, now);
+    let plan = series::plan(api, step, from, until, now);
     if plan.truncated {
         tracing::warn!(
             source = kind.as_str(),
@@ -176,10 +176,13 @@ async fn candles(
 ) -> Result<Vec<Candle>, SourceError> {
     let mut all = Vec::new();
     for &(from, until) in &plan.calls {
-        let page = with_retries(kind, &market.pair, || {
-            history.candles(market, plan.width, from, until)
-        })
-        .await?;
+        let query = CandleQuery {
+            market,
+            width: plan.width,
+            from,
+            until,
+        };
+        let page = with_retries(kind, &market.pair, || history.candles(query)).await?;
         all.extend(page.candles);
         if let Some(wait) = page.slow_down {
             tracing::info!(source = kind.as_str(), wait = %format_duration(wait), "upstream's request budget is nearly spent; waiting");

@@ -23,11 +23,11 @@ use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use super::de::{Row, number};
 use super::{
-    CandleApi, CandleFuture, CandlePage, Collected, Fetched, History, PollFuture, Refresh, Sink,
-    Source, SourceError, SourceKind, parse_blocking,
+    CandleApi, CandleFuture, CandlePage, CandleQuery, Collected, Fetched, History, PollFuture,
+    Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
 };
 use crate::admission::Admission;
-use crate::domain::{Assets, Candle, Market, MarketGauge, RawMarket, RejectReason};
+use crate::domain::{Assets, Candle, MarketGauge, RawMarket, RejectReason};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::NetworkConfig;
 use crate::settings::network::NetworkDefaults;
@@ -137,13 +137,13 @@ impl Binance {
         weight_delay(used, self.weight_limit, now)
     }
 
-    async fn klines(
-        &self,
-        market: &Market,
-        width: u32,
-        from: i64,
-        until: i64,
-    ) -> Result<CandlePage, SourceError> {
+    async fn klines(&self, q: CandleQuery<'_>) -> Result<CandlePage, SourceError> {
+        let CandleQuery {
+            market,
+            width,
+            from,
+            until,
+        } = q;
         let symbol = self.names.get(&market.pair).ok_or_else(|| {
             SourceError::Api(format!("no Binance symbol is named {}", market.pair))
         })?;
@@ -181,8 +181,8 @@ impl Source for Binance {
         Box::pin(self.poll_once(admission))
     }
 
-    fn history(&self) -> Option<&dyn History> {
-        Some(self)
+    fn history(&self) -> Option<(CandleApi, &dyn History)> {
+        Some((CANDLES, self))
     }
 }
 
@@ -215,18 +215,8 @@ const KLINE_INTERVALS: [(u32, &str); 12] = [
 pub const KLINES_WEIGHT: u32 = 2;
 
 impl History for Binance {
-    fn candle_api(&self) -> CandleApi {
-        CANDLES
-    }
-
-    fn candles<'a>(
-        &'a self,
-        market: &'a Market,
-        width: u32,
-        from: i64,
-        until: i64,
-    ) -> CandleFuture<'a> {
-        Box::pin(self.klines(market, width, from, until))
+    fn candles<'a>(&'a self, q: CandleQuery<'a>) -> CandleFuture<'a> {
+        Box::pin(self.klines(q))
     }
 }
 
@@ -460,11 +450,7 @@ mod tests {
 
     #[test]
     fn klines_become_candles() {
-        let body = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/binance/klines.BTCUSDT.1m.2026-09-03.json"
-        ))
-        .unwrap();
+        let body = super::super::fixture("binance/klines.BTCUSDT.1m.2026-09-03.json");
         let candles = parse_klines(&body).unwrap();
         assert_eq!(candles.len(), 5);
         // [1788458580000,"81133.99000000","81182.36000000","81133.99000000","81182.35000000","5.97533000",1788458639999,"484960.60604970",...]

@@ -21,13 +21,13 @@ use serde::Deserialize;
 
 use super::de::{Row, number};
 use super::{
-    CandleApi, CandleFuture, CandlePage, Fetched, History, PollFuture, Source, SourceError,
-    SourceKind,
+    CandleApi, CandleFuture, CandlePage, CandleQuery, Fetched, History, PollFuture, Source,
+    SourceError, SourceKind,
 };
 use crate::admission::Admission;
 use std::time::Duration;
 
-use crate::domain::{Assets, Candle, Market, MarketGauge, RawMarket, RejectReason};
+use crate::domain::{Assets, Candle, MarketGauge, RawMarket, RejectReason};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::NetworkConfig;
 use crate::settings::network::NetworkDefaults;
@@ -148,8 +148,8 @@ impl Source for Coinbase {
         Box::pin(self.fetch_products_and_stats(admission))
     }
 
-    fn history(&self) -> Option<&dyn History> {
-        Some(self)
+    fn history(&self) -> Option<(CandleApi, &dyn History)> {
+        Some((CANDLES, self))
     }
 }
 
@@ -162,17 +162,13 @@ pub const CANDLES: CandleApi = CandleApi {
 };
 
 impl History for Coinbase {
-    fn candle_api(&self) -> CandleApi {
-        CANDLES
-    }
-
-    fn candles<'a>(
-        &'a self,
-        market: &'a Market,
-        width: u32,
-        from: i64,
-        until: i64,
-    ) -> CandleFuture<'a> {
+    fn candles<'a>(&'a self, q: CandleQuery<'a>) -> CandleFuture<'a> {
+        let CandleQuery {
+            market,
+            width,
+            from,
+            until,
+        } = q;
         Box::pin(async move {
             let id = self.ids.get(&market.pair).ok_or_else(|| {
                 SourceError::Api(format!("no Coinbase product is named {}", market.pair))
@@ -188,10 +184,7 @@ impl History for Coinbase {
             );
             let response = self.upstream.get(&url, HeaderMap::new()).await?;
             let candles = parse_candles(&response.body)?;
-            Ok(CandlePage {
-                candles,
-                slow_down: None,
-            })
+            Ok(CandlePage::from(candles))
         })
     }
 }
@@ -303,11 +296,7 @@ mod tests {
 
     #[test]
     fn candles_in_coinbase_order() {
-        let body = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/coinbase/candles.BTC-USD.1d.2026-08-01_2026-08-10.json"
-        ))
-        .unwrap();
+        let body = super::super::fixture("coinbase/candles.BTC-USD.1d.2026-08-01_2026-08-10.json");
         let candles = parse_candles(&body).unwrap();
         assert_eq!(candles.len(), 10);
         // [1786320000, 63733.03, 65341.83, 64848.68, 63911.88, 6197.02944527]:

@@ -24,11 +24,11 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::de::{Row, number};
 use super::{
-    CandleApi, CandleFuture, CandlePage, Collected, Credits, Fetched, History, PollFuture, Refresh,
-    Sink, Source, SourceError, SourceKind, parse_blocking,
+    CandleApi, CandleFuture, CandlePage, CandleQuery, Collected, Credits, Fetched, History,
+    PollFuture, Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
 };
 use crate::admission::Admission;
-use crate::domain::{Assets, Candle, Market, MarketGauge, RawMarket, RejectReason, Rejections};
+use crate::domain::{Assets, Candle, MarketGauge, RawMarket, RejectReason, Rejections};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::{NetworkConfig, NetworkDefaults};
 use crate::settings::{ConfigError, Origins, Secret};
@@ -249,8 +249,8 @@ impl Source for Cryptowatch {
         })
     }
 
-    fn history(&self) -> Option<&dyn History> {
-        Some(self)
+    fn history(&self) -> Option<(CandleApi, &dyn History)> {
+        Some((CANDLES, self))
     }
 }
 
@@ -265,28 +265,19 @@ pub const CANDLES: CandleApi = CandleApi {
 };
 
 impl History for Cryptowatch {
-    fn candle_api(&self) -> CandleApi {
-        CANDLES
-    }
-
-    fn candles<'a>(
-        &'a self,
-        market: &'a Market,
-        width: u32,
-        from: i64,
-        until: i64,
-    ) -> CandleFuture<'a> {
+    fn candles<'a>(&'a self, q: CandleQuery<'a>) -> CandleFuture<'a> {
         Box::pin(async move {
             // Rows carry their close time; whether `after`/`before` bound
             // opens or closes, one candle width of margin each side covers
             // both (the caller clips).
+            let width = q.width;
             let url = format!(
                 "{}/markets/{}/{}/ohlc?periods={width}&after={}&before={}",
                 self.base_url,
-                urlencode(&market.exchange),
-                urlencode(&market.pair),
-                from,
-                until + i64::from(width)
+                urlencode(&q.market.exchange),
+                urlencode(&q.market.pair),
+                q.from,
+                q.until + i64::from(width)
             );
             let fetched = async {
                 let response = self.upstream.get(&url, self.headers()?).await?;
@@ -295,10 +286,7 @@ impl History for Cryptowatch {
                 parse_ohlc(&response.body, width)
             };
             let candles = fetched.await.map_err(|e| self.redact(e))?;
-            Ok(CandlePage {
-                candles,
-                slow_down: None,
-            })
+            Ok(CandlePage::from(candles))
         })
     }
 }
@@ -669,11 +657,7 @@ mod tests {
 
     #[test]
     fn ohlc_rows_carry_their_close_time() {
-        let body = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/cryptowatch/ohlc.kraken.btceur.excerpt.2022-02-28.json"
-        ))
-        .unwrap();
+        let body = super::super::fixture("cryptowatch/ohlc.kraken.btceur.excerpt.2022-02-28.json");
         let candles = parse_ohlc(&body, 60).unwrap();
         assert_eq!(candles.len(), 1000);
         // [1646011920, 34185.2, 34352.8, 34185.2, 34352.8, 1.92426961, 66006.827267407]

@@ -26,11 +26,11 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::de::{Row, number};
 use super::{
-    CandleApi, CandleFuture, CandlePage, Collected, Fetched, History, PollFuture, Refresh, Sink,
-    Source, SourceError, SourceKind, parse_blocking,
+    CandleApi, CandleFuture, CandlePage, CandleQuery, Collected, Fetched, History, PollFuture,
+    Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
 };
 use crate::admission::Admission;
-use crate::domain::{Assets, Candle, Market, MarketGauge, RawMarket, RejectReason};
+use crate::domain::{Assets, Candle, MarketGauge, RawMarket, RejectReason};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::NetworkConfig;
 use crate::settings::network::NetworkDefaults;
@@ -135,8 +135,8 @@ impl Source for Kraken {
         Box::pin(self.poll_once(admission))
     }
 
-    fn history(&self) -> Option<&dyn History> {
-        Some(self)
+    fn history(&self) -> Option<(CandleApi, &dyn History)> {
+        Some((CANDLES, self))
     }
 }
 
@@ -151,36 +151,25 @@ pub const CANDLES: CandleApi = CandleApi {
 };
 
 impl History for Kraken {
-    fn candle_api(&self) -> CandleApi {
-        CANDLES
-    }
-
-    fn candles<'a>(
-        &'a self,
-        market: &'a Market,
-        width: u32,
-        from: i64,
-        _until: i64,
-    ) -> CandleFuture<'a> {
+    fn candles<'a>(&'a self, q: CandleQuery<'a>) -> CandleFuture<'a> {
         Box::pin(async move {
-            let name = self.names.get(&market.pair).ok_or_else(|| {
-                SourceError::Api(format!("no Kraken pair is named {}", market.pair))
-            })?;
+            let pair = &q.market.pair;
+            let name = self
+                .names
+                .get(pair)
+                .ok_or_else(|| SourceError::Api(format!("no Kraken pair is named {pair}")))?;
             let url = format!(
                 "{}?pair={name}&interval={}&since={}",
                 self.ohlc_url,
-                width / 60,
+                q.width / 60,
                 // `since` is exclusive: the candle opening at `from` is wanted.
-                from - 1
+                q.from - 1
             );
             let response = self.upstream.get(&url, HeaderMap::new()).await?;
             // Parsed in place: a few hundred rows, and the backfill runs
             // nothing else on this runtime.
             let candles = parse_ohlc(&response.body)?;
-            Ok(CandlePage {
-                candles,
-                slow_down: None,
-            })
+            Ok(CandlePage::from(candles))
         })
     }
 }
@@ -527,11 +516,7 @@ mod tests {
 
     #[test]
     fn ohlc_rows_become_candles() {
-        let body = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/kraken/ohlc.XBTUSDT.1m.2026-09-03.json"
-        ))
-        .unwrap();
+        let body = super::super::fixture("kraken/ohlc.XBTUSDT.1m.2026-09-03.json");
         let candles = parse_ohlc(&body).unwrap();
         assert_eq!(candles.len(), 721, "720 committed and the one still open");
         // [1788415620,"77734.0","77734.0","77726.3","77726.3","77731.9","0.00028258",2]

@@ -208,9 +208,9 @@ impl Fetched {
 pub trait Source: Send + Sync {
     fn kind(&self) -> SourceKind;
     fn poll(&mut self, admission: Admission) -> PollFuture<'_>;
-    /// The source's candle endpoint, for `backfill`: `None` where it has none
-    /// (the demo replays its own past instead).
-    fn history(&self) -> Option<&dyn History> {
+    /// The source's candle endpoint and what it offers, for `backfill`:
+    /// `None` where it has none (the demo replays its own past instead).
+    fn history(&self) -> Option<(CandleApi, &dyn History)> {
         None
     }
 }
@@ -234,8 +234,28 @@ pub struct CandlePage {
     pub slow_down: Option<Duration>,
 }
 
+impl From<Vec<Candle>> for CandlePage {
+    fn from(candles: Vec<Candle>) -> Self {
+        Self {
+            candles,
+            slow_down: None,
+        }
+    }
+}
+
 pub type CandleFuture<'a> =
     Pin<Box<dyn Future<Output = Result<CandlePage, SourceError>> + Send + 'a>>;
+
+/// One candle call: the candles of `market`, `width` seconds wide, that
+/// start in `[from, until)` (Unix seconds). A source may return more (the
+/// caller clips and de-duplicates) or fewer (a market listed later).
+#[derive(Debug, Clone, Copy)]
+pub struct CandleQuery<'a> {
+    pub market: &'a Market,
+    pub width: u32,
+    pub from: i64,
+    pub until: i64,
+}
 
 /// A source's past, one market at a time, through the same [`Upstream`]
 /// (governor quota, timeouts, 429 handling) as its polls. Only markets the
@@ -244,17 +264,18 @@ pub type CandleFuture<'a> =
 ///
 /// [`Upstream`]: crate::upstream::Upstream
 pub trait History: Send + Sync {
-    fn candle_api(&self) -> CandleApi;
-    /// One request: the candles of `market`, `width` seconds wide, that start
-    /// in `[from, until)` (Unix seconds). A source may return more (the
-    /// caller clips and de-duplicates) or fewer (a market listed later).
-    fn candles<'a>(
-        &'a self,
-        market: &'a Market,
-        width: u32,
-        from: i64,
-        until: i64,
-    ) -> CandleFuture<'a>;
+    fn candles<'a>(&'a self, query: CandleQuery<'a>) -> CandleFuture<'a>;
+}
+
+/// A recorded answer from `tests/fixtures/`, for the parsers' unit tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 /// Lenient number parsing shared by the DTOs of all sources: JSON numbers in

@@ -262,36 +262,44 @@ async fn live(args: &[String], source: &str) -> Metrics {
     m
 }
 
+/// What the live exporter serves from `up`, and the hour of history up
+/// to `until` the backfill writes from it: (live, written, text).
+async fn live_and_history(
+    source: &str,
+    up: &FakeUpstream,
+    until: SystemTime,
+) -> (Metrics, backfill::Written, String) {
+    let args = flags(source, &up.url);
+    let live = live(&args, source).await;
+    let dir = TempDir::new(&format!("candles-{source}"));
+    let out = dir.0.join("h.om");
+    let written = run(&args, Duration::from_secs(3600), until, &out)
+        .await
+        .unwrap();
+    (live, written, std::fs::read_to_string(&out).unwrap())
+}
+
+/// The gauges every source but Coinbase (no quote volume) serves and can
+/// rebuild from candles; the change ratio needs a candle 24 h back.
+const FROM_CANDLES: [&str; 5] = [
+    "crypto_market_price",
+    "crypto_market_price_high_24h",
+    "crypto_market_price_low_24h",
+    "crypto_market_volume_24h",
+    "crypto_market_volume_quote_24h",
+];
+
 #[tokio::test]
 async fn kraken_history_ends_where_the_live_exporter_is() {
     let rows = recorded_minutes();
     let up = kraken_upstream(&rows).await;
-    let args = flags("kraken", &up.url);
-    let live = live(&args, "kraken").await;
-
-    let dir = TempDir::new("candles-kraken");
-    let out = dir.0.join("h.om");
-    let until = recording_end(&rows);
-    let written = run(&args, Duration::from_secs(3600), until, &out)
-        .await
-        .unwrap();
-    let text = std::fs::read_to_string(&out).unwrap();
+    let (live, written, text) = live_and_history("kraken", &up, recording_end(&rows)).await;
     assert_eq!(written.markets, 2);
     assert_eq!(written.skipped, 1, "ETH/USD has no candles");
     assert!(!text.contains("pair=\"ethusd\""));
     // Kraken serves no rolling 24 h change live, so the history has none either.
     assert!(!text.contains("crypto_market_price_change_ratio_24h{"));
-    assert_history_meets_live(
-        &text,
-        &live,
-        &[
-            "crypto_market_price",
-            "crypto_market_price_high_24h",
-            "crypto_market_price_low_24h",
-            "crypto_market_volume_24h",
-            "crypto_market_volume_quote_24h",
-        ],
-    );
+    assert_history_meets_live(&text, &live, &FROM_CANDLES);
     // One call per market: 25 h and the 24 h before are more than 720
     // one-minute candles, so five-minute ones, from the start of that span.
     let calls = up.hits_on("/0/public/OHLC");
@@ -466,27 +474,10 @@ async fn binance_history_ends_where_the_live_exporter_is() {
             json_reply(&json!(answer))
         }),
     );
-    let args = flags("binance", &up.url);
-    let live = live(&args, "binance").await;
-    let dir = TempDir::new("candles-binance");
-    let out = dir.0.join("h.om");
     let until = SystemTime::UNIX_EPOCH + Duration::from_secs(1_788_458_850);
-    let written = run(&args, Duration::from_secs(3600), until, &out)
-        .await
-        .unwrap();
+    let (live, written, text) = live_and_history("binance", &up, until).await;
     assert_eq!(written.markets, 1);
-    let text = std::fs::read_to_string(&out).unwrap();
-    assert_history_meets_live(
-        &text,
-        &live,
-        &[
-            "crypto_market_price",
-            "crypto_market_price_high_24h",
-            "crypto_market_price_low_24h",
-            "crypto_market_volume_24h",
-            "crypto_market_volume_quote_24h",
-        ],
-    );
+    assert_history_meets_live(&text, &live, &FROM_CANDLES);
     // The hour and the 24 h before it in minutes: two calls of at most
     // 1,000 that tile the span, the last one ending with `until`'s second.
     let calls = up.hits_on("/api/v3/klines");
@@ -553,26 +544,9 @@ async fn coinbase_history_ends_where_the_live_exporter_is() {
             json_reply(&json!(answer))
         }),
     );
-    let args = flags("coinbase", &up.url);
-    let live = live(&args, "coinbase").await;
-    let dir = TempDir::new("candles-coinbase");
-    let out = dir.0.join("h.om");
-    let until = recording_end(&rows);
-    let written = run(&args, Duration::from_secs(3600), until, &out)
-        .await
-        .unwrap();
+    let (live, written, text) = live_and_history("coinbase", &up, recording_end(&rows)).await;
     assert_eq!(written.markets, 1, "only BTC-USD has stats");
-    let text = std::fs::read_to_string(&out).unwrap();
-    assert_history_meets_live(
-        &text,
-        &live,
-        &[
-            "crypto_market_price",
-            "crypto_market_price_high_24h",
-            "crypto_market_price_low_24h",
-            "crypto_market_volume_24h",
-        ],
-    );
+    assert_history_meets_live(&text, &live, &FROM_CANDLES[..4]);
     // No quote volume from Coinbase, live or past.
     assert!(!text.contains("crypto_market_volume_quote_24h{"));
     // 25 h of minutes and the one open at `until`, in calls of 300.
@@ -629,27 +603,10 @@ async fn cryptowatch_history_ends_where_the_live_exporter_is() {
             json_reply(&json!({"result": {"60": rows}, "allowance": {"cost": 0.015, "remaining": 1_000_000}}))
         }),
     );
-    let args = flags("cryptowatch", &up.url);
-    let live = live(&args, "cryptowatch").await;
-    let dir = TempDir::new("candles-cryptowatch");
-    let out = dir.0.join("h.om");
     // 30 s into the last recorded minute.
     let until =
         SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(last_close - 30).unwrap());
-    let written = run(&args, Duration::from_secs(3600), until, &out)
-        .await
-        .unwrap();
+    let (live, written, text) = live_and_history("cryptowatch", &up, until).await;
     assert_eq!(written.markets, 1);
-    let text = std::fs::read_to_string(&out).unwrap();
-    assert_history_meets_live(
-        &text,
-        &live,
-        &[
-            "crypto_market_price",
-            "crypto_market_price_high_24h",
-            "crypto_market_price_low_24h",
-            "crypto_market_volume_24h",
-            "crypto_market_volume_quote_24h",
-        ],
-    );
+    assert_history_meets_live(&text, &live, &FROM_CANDLES);
 }
