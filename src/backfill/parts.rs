@@ -247,3 +247,70 @@ fn describe(stored: &Params, now: &Params) -> String {
     }
     out.join("; ")
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn params(until: i64) -> Params {
+        Params {
+            sources: vec!["kraken".into()],
+            from: until - 3600,
+            until,
+            step_ms: 0,
+            labels: vec![],
+        }
+    }
+
+    fn text(tag: &str) -> Vec<String> {
+        (0..MarketGauge::COUNT)
+            .map(|g| format!("{tag}{g}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn a_rerun_drops_a_half_written_market_and_skips_the_done_ones() {
+        let dir = std::env::temp_dir().join(format!("cme-parts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut parts, _) = Parts::open(&dir, params(7200), true).unwrap();
+        parts.add("kraken", "btcusd", &text("a")).unwrap();
+        drop(parts);
+        // A crash half way through the next market: lines written, its index
+        // line cut short.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join(MarketGauge::Price.name()))
+            .unwrap();
+        f.write_all(b"half written\n").unwrap();
+        let mut index = OpenOptions::new()
+            .append(true)
+            .open(dir.join(INDEX))
+            .unwrap();
+        index.write_all(br#"{"exchange":"kraken","pa"#).unwrap();
+
+        // A rerun without --until: the first run's window.
+        let (mut parts, p) = Parts::open(&dir, params(9999), false).unwrap();
+        assert_eq!(p, params(7200));
+        assert!(parts.is_done("kraken", "btcusd"));
+        assert!(!parts.is_done("kraken", "ethusd"));
+        parts.add("kraken", "ethusd", &text("b")).unwrap();
+        let mut out = Vec::new();
+        parts.concatenate(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("half written"), "{out}");
+        assert!(
+            out.contains("a0\nb0\n# HELP crypto_market_price_high_24h"),
+            "{out}"
+        );
+        assert!(out.ends_with("a6\nb6\n# EOF\n"), "{out}");
+        drop(parts);
+
+        // Other options: refused, naming the difference.
+        let mut other = params(7200);
+        other.step_ms = 5000;
+        let err = Parts::open(&dir, other, true).unwrap_err().to_string();
+        assert!(err.ends_with("holds an unfinished backfill of other options (step 0 ms, now 5000 ms); rerun it with the same options to resume, or remove the directory to start afresh"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

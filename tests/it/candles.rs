@@ -12,7 +12,7 @@ use crypto_market_exporter::backfill::{self, BackfillArgs, BackfillError};
 use crypto_market_exporter::config::Config;
 use serde_json::{Value, json};
 
-use crate::common::{Exporter, FakeUpstream, Metrics, Reply, fixture};
+use crate::common::{Exporter, FakeUpstream, Metrics, Reply, fixture, tools_present};
 use crate::harness::TempDir;
 
 fn query(uri: &Uri, name: &str) -> Option<String> {
@@ -318,6 +318,26 @@ async fn kraken_history_ends_where_the_live_exporter_is() {
     assert_eq!(stamps.len(), 60);
     assert!(stamps.iter().all(|t| t % 60 == 0));
     assert_eq!(*stamps.last().unwrap(), rows.last().unwrap().start);
+    // promtool turns it into blocks (whole-second timestamps, each family whole).
+    if tools_present(
+        "kraken_history_ends_where_the_live_exporter_is",
+        &["promtool"],
+    ) {
+        let dir = TempDir::new("candles-promtool");
+        let file = dir.0.join("h.om");
+        std::fs::write(&file, &text).unwrap();
+        let blocks = std::process::Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&file)
+            .arg(dir.0.join("data"))
+            .output()
+            .unwrap();
+        assert!(
+            blocks.status.success(),
+            "{}",
+            String::from_utf8_lossy(&blocks.stderr)
+        );
+    }
 }
 
 /// 429s are waited out (as long as `Retry-After` says), and a market that
