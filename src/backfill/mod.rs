@@ -184,9 +184,10 @@ pub async fn run(
             .collect(),
         from: unix_seconds(from),
         until: unix_seconds(until),
-        step_ms: args
-            .step
-            .map_or(0, |s| u64::try_from(s.as_millis()).unwrap_or(u64::MAX)),
+        // The step in force: `--step`, else the poll interval, so that a
+        // rerun at another interval is not taken for the same backfill.
+        step_ms: u64::try_from(args.step.unwrap_or(config.poll.interval).as_millis())
+            .unwrap_or(u64::MAX),
         labels: args
             .labels
             .iter()
