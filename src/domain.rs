@@ -121,6 +121,9 @@ pub struct Candle {
     pub quote_volume: Option<f64>,
 }
 
+/// The latest candle start [`Candle::checked`] accepts (year 5000).
+pub const MAX_CANDLE_START: i64 = 95_617_584_000;
+
 impl Candle {
     /// A candle whose values are all finite and not negative, or `None`:
     /// upstream's bad row is dropped, never taken for a price.
@@ -133,7 +136,10 @@ impl Candle {
         quote_volume: Option<f64>,
     ) -> Option<Self> {
         let fine = |v: f64| v.is_finite() && v >= 0.0;
-        (fine(high) && fine(low) && fine(close) && fine(volume) && quote_volume.is_none_or(fine))
+        // A time before 1970 or after the year 5000 is no candle's: and it
+        // keeps `start + width` arithmetic far from overflow.
+        (0..=MAX_CANDLE_START).contains(&start)
+            && (fine(high) && fine(low) && fine(close) && fine(volume) && quote_volume.is_none_or(fine))
             .then_some(Self {
                 start,
                 high,
@@ -370,6 +376,16 @@ pub struct Credits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_candle_is_finite_non_negative_and_dated_in_range() {
+        assert!(Candle::checked(60, 2.0, 1.0, 1.5, 0.0, None).is_some());
+        assert!(Candle::checked(60, f64::NAN, 1.0, 1.5, 0.0, None).is_none());
+        assert!(Candle::checked(60, 2.0, -1.0, 1.5, 0.0, None).is_none());
+        assert!(Candle::checked(60, 2.0, 1.0, 1.5, 0.0, Some(f64::INFINITY)).is_none());
+        assert!(Candle::checked(-60, 2.0, 1.0, 1.5, 0.0, None).is_none());
+        assert!(Candle::checked(i64::MAX, 2.0, 1.0, 1.5, 0.0, None).is_none());
+    }
 
     fn raw(values: [Option<f64>; 7]) -> RawMarket {
         RawMarket {

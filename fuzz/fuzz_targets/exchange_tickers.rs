@@ -1,9 +1,11 @@
-//! Kraken, Binance and Coinbase bodies (tickers, listings, stats): any input
-//! parses or fails with an error, never a panic.
+//! Kraken, Binance and Coinbase bodies (tickers, listings, stats, candles):
+//! any input parses or fails with an error, never a panic; whatever candles
+//! parse go through the backfill's arithmetic.
 #![no_main]
 
 use std::collections::HashMap;
 
+use crypto_market_exporter::backfill::series;
 use crypto_market_exporter::domain::Assets;
 use crypto_market_exporter::source::{binance, coinbase, kraken};
 use libfuzzer_sys::fuzz_target;
@@ -18,4 +20,19 @@ fuzz_target!(|data: &[u8]| {
     let _ = binance::parse_ticker(data, &pairs);
     let _ = coinbase::parse_products(data);
     let _ = coinbase::parse_stats(data);
+    for candles in [
+        kraken::parse_ohlc(data),
+        binance::parse_klines(data),
+        coinbase::parse_candles(data),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let candles = series::merge(candles, 0, i64::MAX / 2);
+        let first = candles.first().map_or(0, |c| c.start);
+        let last = candles.last().map_or(0, |c| c.start) + 120;
+        // At most 5,000 instants: the fuzzer's memory, not the code, bounds it.
+        let times = series::instants(first, last.min(first + 5_000 * 60), 60);
+        series::gauges(&candles, 60, &times, |_, _| {});
+    }
 });

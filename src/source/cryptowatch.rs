@@ -316,7 +316,7 @@ pub fn parse_ohlc(body: &[u8], width: u32) -> Result<Vec<Candle>, SourceError> {
     Ok(rows
         .iter()
         .filter_map(|Row(r)| {
-            let start = r[0]? as i64 - i64::from(width);
+            let start = (r[0]? as i64).saturating_sub(i64::from(width));
             Candle::checked(start, r[2]?, r[3]?, r[4]?, r[5]?, r[6])
         })
         .collect())
