@@ -138,16 +138,21 @@ impl Candle {
         let fine = |v: f64| v.is_finite() && v >= 0.0;
         // A time before 1970 or after the year 5000 is no candle's: and it
         // keeps `start + width` arithmetic far from overflow.
-        (0..=MAX_CANDLE_START).contains(&start)
-            && (fine(high) && fine(low) && fine(close) && fine(volume) && quote_volume.is_none_or(fine))
-            .then_some(Self {
-                start,
-                high,
-                low,
-                close,
-                volume,
-                quote_volume,
-            })
+        let dated = (0..=MAX_CANDLE_START).contains(&start);
+        (dated
+            && fine(high)
+            && fine(low)
+            && fine(close)
+            && fine(volume)
+            && quote_volume.is_none_or(fine))
+        .then_some(Self {
+            start,
+            high,
+            low,
+            close,
+            volume,
+            quote_volume,
+        })
     }
 }
 
