@@ -280,9 +280,7 @@ impl Progress {
         }
         if self.last.elapsed() >= Duration::from_secs(10) {
             self.last = Instant::now();
-            let per = self.started.elapsed() / u32::try_from(self.done).unwrap_or(u32::MAX).max(1);
-            let left =
-                per * u32::try_from(self.total.saturating_sub(self.done)).unwrap_or(u32::MAX);
+            let left = time_left(self.started.elapsed(), self.done, self.total);
             tracing::info!(source = self.kind.as_str(), done = self.done, markets = self.total, eta = %format_duration(left), "backfilling");
         }
     }
@@ -292,5 +290,55 @@ impl Progress {
             bar.finish_and_clear();
         }
         tracing::info!(source = self.kind.as_str(), markets = self.done, took = %format_duration(self.started.elapsed()), "backfilled");
+    }
+}
+
+/// The time left when `done` of `total` markets took `elapsed`: the pace so
+/// far, which the quota sets, for the markets still to come.
+fn time_left(elapsed: Duration, done: usize, total: usize) -> Duration {
+    let left = total.saturating_sub(done) as f64;
+    Duration::from_secs_f64(elapsed.as_secs_f64() / done.max(1) as f64 * left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_at_the_pace_so_far() {
+        let s = Duration::from_secs;
+        assert_eq!(time_left(s(100), 100, 1_400), s(1_300));
+        assert_eq!(time_left(s(30), 10, 10), s(0));
+        assert_eq!(time_left(s(0), 0, 5), s(0));
+    }
+
+    #[test]
+    fn what_is_retried_and_for_how_long() {
+        let limited = SourceError::RateLimited {
+            status: 429,
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(retry_after(&limited, 1), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&limited, RATE_LIMITED_TRIES), None);
+        let silent = SourceError::RateLimited {
+            status: 200,
+            retry_after: None,
+        };
+        assert_eq!(retry_after(&silent, 1), Some(RATE_LIMITED_WAIT));
+        let timeout = SourceError::Timeout(Duration::from_secs(1));
+        assert_eq!(retry_after(&timeout, 1), Some(Duration::from_secs(1)));
+        assert_eq!(retry_after(&timeout, 3), Some(Duration::from_secs(4)));
+        assert_eq!(retry_after(&timeout, TRIES), None);
+        let unavailable = SourceError::HttpStatus {
+            status: 503,
+            body: String::new(),
+        };
+        assert_eq!(retry_after(&unavailable, 2), Some(Duration::from_secs(2)));
+        let gone = SourceError::HttpStatus {
+            status: 404,
+            body: String::new(),
+        };
+        assert_eq!(retry_after(&gone, 1), None);
+        assert_eq!(retry_after(&SourceError::Api("EQuery".into()), 1), None);
     }
 }
