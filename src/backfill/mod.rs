@@ -231,7 +231,16 @@ pub async fn run(
         } else {
             network::write(config, kind, filter, &window, &mut parts).await
         };
-        let (w, f) = result?;
+        let (w, f) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                // Nothing written yet (the listing failed): nothing to resume.
+                if parts.done() == 0 || !resumable {
+                    parts.remove()?;
+                }
+                return Err(e);
+            }
+        };
         written.series += w.series;
         written.samples += w.samples;
         written.skipped += w.skipped;

@@ -630,3 +630,38 @@ async fn cryptowatch_history_ends_where_the_live_exporter_is() {
     assert_eq!(written.markets, 1);
     assert_history_meets_live(&text, &live, &FROM_CANDLES);
 }
+
+/// The binary against an upstream that is not there: the listing is retried
+/// (1, 2, 4 s), then one line names the source and the cause, and the exit
+/// status is 1; nothing that looks like a history is left behind.
+#[test]
+fn an_unreachable_upstream_fails_in_one_line() {
+    let port = crate::harness::free_port();
+    let dir = TempDir::new("candles-unreachable");
+    let out = dir.0.join("h.om");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_crypto-market-exporter"))
+        .args([
+            "backfill",
+            "--source=kraken",
+            &format!("--kraken.url=http://127.0.0.1:{port}"),
+            "--kraken.connect-timeout=1s",
+            "--log.level=error",
+        ])
+        .arg(format!("--output={}", out.display()))
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("crypto-market-exporter: backfill failed: source kraken: "),
+        "{stderr}"
+    );
+    assert!(lines[0].contains("connect"), "{stderr}");
+    assert!(!out.exists());
+    assert!(
+        !dir.0.join("h.om.parts").exists(),
+        "nothing to resume, nothing kept"
+    );
+}
