@@ -33,12 +33,13 @@ use crate::source;
     name = "crypto-market-exporter",
     version,
     about = "Prometheus exporter for crypto market data",
-    override_usage = "crypto-market-exporter [OPTIONS]\n       crypto-market-exporter healthcheck [OPTIONS]\n       crypto-market-exporter backfill [OPTIONS] [--since DURATION] [--until UNIX_SECONDS] [--output FILE] [--label NAME=VALUE]",
+    override_usage = "crypto-market-exporter [OPTIONS]\n       crypto-market-exporter healthcheck [OPTIONS]\n       crypto-market-exporter backfill [OPTIONS] [--since DURATION] [--until UNIX_SECONDS] [--step DURATION] [--output FILE] [--label NAME=VALUE]",
     after_help = "Commands:\n  healthcheck  Probe /-/healthy of the exporter that the same options describe \
                   (--web.listen-address, env vars, --config.file); exit 0 when healthy, 1 otherwise. \
                   The container image's HEALTHCHECK runs it: the image has no shell or curl.\n  \
                   backfill     Write the recent past of the selected markets as OpenMetrics, for promtool \
-                  tsdb create-blocks-from openmetrics (demo source so far; backfill --help, docs/backfill.md)."
+                  tsdb create-blocks-from openmetrics: the demo's own past, the other sources' candles \
+                  (resumable; backfill --help, docs/backfill.md)."
 )]
 pub struct Options {
     /// Path to a YAML config file.
