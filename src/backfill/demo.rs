@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::parts::Parts;
-use super::{BackfillError, Window, Written, push_sample, series_labels};
+use super::parts::{Parts, Samples};
+use super::{BackfillError, Window, Written, series_labels};
 use crate::admission::Admission;
 use crate::config::Config;
-use crate::domain::MarketGauge;
 use crate::filter::MarketFilter;
 use crate::source::demo::Demo;
 
@@ -54,7 +53,7 @@ pub(super) fn write(
             ((exchange, pair), m)
         })
         .collect();
-    let mut text = vec![String::new(); MarketGauge::COUNT];
+    let mut samples = Samples::default();
     for market in &admitted {
         written.markets += 1;
         if parts.is_done(&market.exchange, &market.pair) {
@@ -64,20 +63,19 @@ pub(super) fn write(
             continue;
         };
         let (_, _, _, quote_usd) = demo.labels(m);
-        let labels = series_labels(market, window.labels);
-        text.iter_mut().for_each(String::clear);
+        samples.clear(series_labels(market, window.labels));
         let series = demo.series(m, first..=last);
         for (step, values) in (first..=last).zip(series).step_by(stride as usize) {
             let ms = demo.time_of(step);
             for (g, v) in Demo::gauges(values, quote_usd).into_iter().enumerate() {
                 if let Some(v) = v {
-                    push_sample(&mut text[g], MarketGauge::ALL[g], &labels, v, ms);
+                    samples.by_gauge[g].push((ms, v));
                     written.samples += 1;
                 }
             }
         }
-        written.series += text.iter().filter(|t| !t.is_empty()).count();
-        parts.add(&market.exchange, &market.pair, &text)?;
+        written.series += samples.series();
+        parts.add(&market.exchange, &market.pair, &samples)?;
     }
     Ok(written)
 }

@@ -285,7 +285,7 @@ fn unix_seconds(t: SystemTime) -> i64 {
 /// (an interrupted run leaves no file that looks whole), or to standard output.
 fn write_out(output: Option<&Path>, parts: &mut parts::Parts) -> Result<(), BackfillError> {
     let Some(file) = output else {
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut out = std::io::stdout().lock();
         parts.concatenate(&mut out)?;
         return out.flush().map_err(|error| BackfillError::Write {
             path: "standard output".to_owned(),
@@ -297,8 +297,7 @@ fn write_out(output: Option<&Path>, parts: &mut parts::Parts) -> Result<(), Back
         path: tmp.display().to_string(),
         error,
     };
-    // Unbuffered: file to file, the kernel copies the families' parts
-    // (copy_file_range) without passing them through this process.
+    // `concatenate` writes in pieces of a megabyte: no buffer needed.
     let mut out = std::fs::File::create(&tmp).map_err(failed)?;
     parts.concatenate(&mut out)?;
     out.sync_all().map_err(failed)?;

@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::parts::Parts;
+use super::parts::{Parts, Samples};
 use super::series::{self, Plan};
-use super::{BackfillError, Window, Written, push_sample, series_labels};
+use super::{BackfillError, Window, Written, series_labels};
 use crate::admission::Admission;
 use crate::config::Config;
-use crate::domain::{Candle, Market, MarketGauge, SourceKind};
+use crate::domain::{Candle, Market, SourceKind};
 use crate::error::SourceError;
 use crate::filter::MarketFilter;
 use crate::self_metrics::SourceMetrics;
@@ -110,7 +110,7 @@ pub(super) async fn write(
     let mut progress = Progress::new(kind, pending);
     let mut written = Written::default();
     let mut failures = Failures::default();
-    let mut text = vec![String::new(); MarketGauge::COUNT];
+    let mut samples = Samples::default();
     for market in &markets {
         written.markets += 1;
         if parts.is_done(&market.exchange, &market.pair) {
@@ -141,21 +141,20 @@ pub(super) async fn write(
             }
         };
         let candles = series::merge(candles, from - series::DAY, until);
-        let labels = series_labels(market, window.labels);
-        text.iter_mut().for_each(String::clear);
+        samples.clear(series_labels(market, window.labels));
         series::gauges(&candles, i64::from(plan.width), &times, |t, values| {
             let ms = u64::try_from(t).unwrap_or(0) * 1000;
             for (g, v) in values.into_iter().enumerate() {
                 // Only the gauges the live exporter serves for this market:
                 // history must not invent a series that live data never has.
                 if let (Some(v), Some(_)) = (v, market.values[g]) {
-                    push_sample(&mut text[g], MarketGauge::ALL[g], &labels, v, ms);
+                    samples.by_gauge[g].push((ms, v));
                     written.samples += 1;
                 }
             }
         });
-        written.series += text.iter().filter(|t| !t.is_empty()).count();
-        parts.add(&market.exchange, &market.pair, &text)?;
+        written.series += samples.series();
+        parts.add(&market.exchange, &market.pair, &samples)?;
         progress.tick();
     }
     progress.finish();
