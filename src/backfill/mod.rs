@@ -14,8 +14,9 @@
 //!   ([`crate::source::History`]) market by market, under the source's own
 //!   governor quota, waiting out 429s and upstream's limits.
 //! - [`series`]: candles to gauges at each instant, and which candles to ask for.
-//! - [`parts`]: one file per family filled market by market, concatenated at
-//!   the end; it is also what makes an interrupted backfill resumable.
+//! - [`parts`]: one file per family, filled market by market with binary
+//!   records and written as text once at the end; it is also what makes an
+//!   interrupted backfill resumable.
 
 mod demo;
 mod network;
@@ -286,7 +287,7 @@ fn unix_seconds(t: SystemTime) -> i64 {
 fn write_out(output: Option<&Path>, parts: &mut parts::Parts) -> Result<(), BackfillError> {
     let Some(file) = output else {
         let mut out = std::io::stdout().lock();
-        parts.concatenate(&mut out)?;
+        parts.write_text(&mut out)?;
         return out.flush().map_err(|error| BackfillError::Write {
             path: "standard output".to_owned(),
             error,
@@ -297,9 +298,9 @@ fn write_out(output: Option<&Path>, parts: &mut parts::Parts) -> Result<(), Back
         path: tmp.display().to_string(),
         error,
     };
-    // `concatenate` writes in pieces of a megabyte: no buffer needed.
+    // `write_text` writes in pieces of a megabyte: no buffer needed.
     let mut out = std::fs::File::create(&tmp).map_err(failed)?;
-    parts.concatenate(&mut out)?;
+    parts.write_text(&mut out)?;
     out.sync_all().map_err(failed)?;
     drop(out);
     std::fs::rename(&tmp, file).map_err(|error| BackfillError::Write {

@@ -208,7 +208,7 @@ impl Parts {
 
     /// Writes the OpenMetrics text: each family's header and sample lines,
     /// then `# EOF`. The directory stays until [`Parts::remove`].
-    pub fn concatenate<W: Write>(&mut self, out: &mut W) -> Result<(), PartsError> {
+    pub fn write_text<W: Write>(&mut self, out: &mut W) -> Result<(), PartsError> {
         let mut text = String::with_capacity(FLUSH_AT + 4096);
         for gauge in MarketGauge::ALL {
             let path = self.dir.join(gauge.name());
@@ -385,7 +385,7 @@ mod tests {
         assert!(!parts.is_done("kraken", "ethusd"));
         parts.add("kraken", "ethusd", &samples("ethusd")).unwrap();
         let mut out = Vec::new();
-        parts.concatenate(&mut out).unwrap();
+        parts.write_text(&mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
         assert!(!out.contains("half written"), "{out}");
         let prices = "crypto_market_price{pair=\"btcusd\"} 0 60\n\
