@@ -180,18 +180,7 @@ fn promtool_creates_blocks_from_the_output() {
         &out,
     );
     assert!(!dir.0.join("history.om.partial").exists());
-    let blocks = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&out)
-        .arg(dir.0.join("data"))
-        .output()
-        .unwrap();
-    assert!(
-        blocks.status.success(),
-        "{}",
-        String::from_utf8_lossy(&blocks.stderr)
-    );
-    let listed = String::from_utf8_lossy(&blocks.stdout).into_owned();
+    let listed = crate::harness::create_blocks(&out, &dir.0.join("data"));
     // 20 markets x 7 gauges, in every block.
     assert!(listed.contains(" 140 "), "{listed}");
 

@@ -326,17 +326,7 @@ async fn kraken_history_ends_where_the_live_exporter_is() {
         let dir = TempDir::new("candles-promtool");
         let file = dir.0.join("h.om");
         std::fs::write(&file, &text).unwrap();
-        let blocks = std::process::Command::new("promtool")
-            .args(["tsdb", "create-blocks-from", "openmetrics"])
-            .arg(&file)
-            .arg(dir.0.join("data"))
-            .output()
-            .unwrap();
-        assert!(
-            blocks.status.success(),
-            "{}",
-            String::from_utf8_lossy(&blocks.stderr)
-        );
+        crate::harness::create_blocks(&file, &dir.0.join("data"));
     }
 }
 

@@ -295,3 +295,20 @@ where
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// `promtool tsdb create-blocks-from openmetrics HISTORY DATA`; it must
+/// succeed. Returns what it printed (the blocks and their series counts).
+pub fn create_blocks(history: &Path, data: &Path) -> String {
+    let blocks = std::process::Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(history)
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        blocks.status.success(),
+        "{}",
+        String::from_utf8_lossy(&blocks.stderr)
+    );
+    String::from_utf8_lossy(&blocks.stdout).into_owned()
+}
