@@ -52,7 +52,7 @@ pub struct BackfillArgs {
         value_parser = value::parse::<UnixTime>
     )]
     pub until: Option<UnixTime>,
-    /// Time between samples of the history: a multiple of the poll interval (rounded up to one). A coarser step keeps the history of a fast-polled demo small. [default: --poll.interval]
+    /// Time between samples of the history, on its whole multiples. For the demo, a multiple of its poll interval (rounded up to one): a coarser step keeps the history of a fast-polled demo small. For a network source it also picks the candles: the coarsest no coarser than the step. [default: the source's poll interval]
     #[arg(
         long = "step",
         env = "CRYPTO_MARKET_EXPORTER_BACKFILL_STEP",
