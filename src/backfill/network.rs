@@ -5,11 +5,11 @@
 //! time so that an interrupted run keeps every market it finished.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::parts::{Parts, Samples};
 use super::series::{self, Plan};
-use super::{BackfillError, Window, Written, series_labels};
+use super::{BackfillError, Window, Written, series_labels, unix_seconds};
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::domain::{Candle, Market, SourceKind};
@@ -87,7 +87,11 @@ pub(super) async fn write(
         .as_secs()
         .max(1);
     let step = i64::try_from(step).unwrap_or(i64::MAX);
-    let (from, until, now) = (unix(window.from), unix(window.until), unix(window.now));
+    let (from, until, now) = (
+        unix_seconds(window.from),
+        unix_seconds(window.until),
+        unix_seconds(window.now),
+    );
     let plan = series::plan(api, step, from, until, now);
     if plan.truncated {
         tracing::warn!(
@@ -159,11 +163,6 @@ pub(super) async fn write(
     }
     progress.finish();
     Ok((written, failures))
-}
-
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Every call of the plan for one market.
