@@ -46,8 +46,8 @@ fn self_metrics() -> [String; 2] {
 #[divan::bench]
 fn render_self_metrics(bencher: divan::Bencher) {
     let values: Vec<_> = SourceKind::ALL
-        .into_iter()
-        .map(|k| (k, SourceMetrics::new(k).values()))
+        .iter()
+        .map(|&k| (k, SourceMetrics::new(k).values()))
         .collect();
     bencher.bench(|| Format::ALL.map(|f| self_metrics::render(f, divan::black_box(&values))));
 }

@@ -304,48 +304,28 @@ pub fn admit_all(raw: Vec<RawMarket>, rejections: &mut Rejections) -> Vec<Market
         .collect()
 }
 
-/// The sources this build knows, in the order `--help` lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SourceKind {
-    Cryptowatch,
-    Kraken,
-    Binance,
-    Coinbase,
-    Demo,
-}
-
-impl SourceKind {
-    pub const ALL: [SourceKind; 5] = [
-        SourceKind::Cryptowatch,
-        SourceKind::Kraken,
-        SourceKind::Binance,
-        SourceKind::Coinbase,
-        SourceKind::Demo,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Cryptowatch => "cryptowatch",
-            SourceKind::Kraken => "kraken",
-            SourceKind::Binance => "binance",
-            SourceKind::Coinbase => "coinbase",
-            SourceKind::Demo => "demo",
+macro_rules! source_kinds {
+    ($($(#[$attr:meta])* $kind:ident => $module:ident::$ty:ident,)*) => {
+        /// The sources this build knows, in the order `--help` lists them
+        /// ([`crate::for_each_source!`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum SourceKind {
+            $($(#[$attr])* $kind,)*
         }
-    }
 
-    /// The one exchange a source speaks for, if it is an exchange's own API.
-    /// Aggregators (Cryptowatch) report many exchanges; when both run, the
-    /// exchange's own API wins and the aggregator's copy is left out, so no
-    /// series is exported twice.
-    pub fn exchange(self) -> Option<&'static str> {
-        match self {
-            SourceKind::Kraken => Some("kraken"),
-            SourceKind::Binance => Some("binance"),
-            SourceKind::Coinbase => Some("coinbase"),
-            SourceKind::Cryptowatch | SourceKind::Demo => None,
+        impl SourceKind {
+            pub const ALL: &[SourceKind] = &[$($(#[$attr])* SourceKind::$kind,)*];
+
+            /// Its name: `--source=NAME`, and its section of the options.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($(#[$attr])* SourceKind::$kind => stringify!($module),)*
+                }
+            }
         }
-    }
+    };
 }
+crate::for_each_source!(source_kinds);
 
 impl fmt::Display for SourceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -357,7 +337,8 @@ impl FromStr for SourceKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();

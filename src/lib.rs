@@ -9,9 +9,10 @@
 //! - [`config`]: flags, env vars and the YAML file, merged and validated;
 //!   [`settings`]: its building blocks (typed values, the network-source
 //!   settings each source declares for itself).
-//! - [`source`]: the explicit list of market sources, one file each
-//!   ([`source::cryptowatch`], [`source::kraken`], [`source::binance`],
-//!   [`source::coinbase`], [`source::demo`]); wire DTOs live there.
+//! - [`source`]: the explicit list of market sources ([`for_each_source!`]),
+//!   one file each ([`source::cryptowatch`], [`source::kraken`],
+//!   [`source::binance`], [`source::coinbase`], [`source::demo`]) with its
+//!   options and wire DTOs; everything per source is generated from the list.
 //! - [`upstream`]: outbound HTTP: governor quota, timeouts, body cap, 429.
 //! - [`domain`]: `Market`, the metric contract ([`domain::MarketGauge`]), validation,
 //!   `SourceKind` and `Credits`.
@@ -125,12 +126,12 @@ pub async fn run_reloadable(
     let mut filters = Vec::with_capacity(shared.slots.len());
     for slot in &shared.slots {
         let kind = slot.metrics.source;
-        let source = source::build(&config.source_settings(kind), slot.metrics.clone()).map_err(
-            |error| Error::Source {
+        let source = config
+            .build_source(kind, slot.metrics.clone())
+            .map_err(|error| Error::Source {
                 source_name: kind.as_str(),
                 error,
-            },
-        )?;
+            })?;
         let filter = Arc::new(arc_swap::ArcSwap::from_pointee(filter_for(
             &config, kind, &owned,
         )));

@@ -21,7 +21,7 @@ pub(super) fn write(
     window: &Window<'_>,
     parts: &mut Parts,
 ) -> Result<Written, BackfillError> {
-    let mut demo = Demo::new(&config.demo);
+    let mut demo = Demo::new(&config.settings.demo);
     // Every `stride`-th step, on steps that are multiples of it, so that runs
     // at different times sample the same instants.
     let interval_ms = demo.time_of(1).max(1);

@@ -16,7 +16,7 @@ use crate::domain::{Candle, Market, SourceKind};
 use crate::error::SourceError;
 use crate::filter::MarketFilter;
 use crate::self_metrics::SourceMetrics;
-use crate::source::{self, CandleQuery, History};
+use crate::source::{CandleQuery, History};
 use crate::units::format_duration;
 
 /// Attempts per call when upstream fails in a way that passes (timeouts,
@@ -55,7 +55,7 @@ pub(super) async fn write(
         error,
     };
     let metrics = Arc::new(SourceMetrics::new(kind));
-    let mut source = source::build(&config.source_settings(kind), metrics).map_err(failed)?;
+    let mut source = config.build_source(kind, metrics).map_err(failed)?;
     // One poll, through the same admission as the live exporter's: the
     // markets it serves are the ones to backfill.
     let filter = Arc::new(filter);

@@ -21,14 +21,13 @@ use tracing::level_filters::LevelFilter;
 use crate::domain::SourceKind;
 use crate::filter::MarketFilter;
 use crate::listen::ListenAddress;
-pub use crate::source::cryptowatch::CryptowatchConfig;
-pub use crate::source::demo::DemoConfig;
 use crate::units::format_duration;
 use crate::web_config::WebConfig;
 // Outbound HTTP settings live with the client that uses them.
-use crate::settings::Origins;
 pub use crate::settings::network::NetworkConfig;
 pub use crate::settings::{ConfigError, Secret};
+use crate::settings::{Origins, Resolve};
+use crate::source;
 pub use crate::upstream::HttpConfig;
 use options::ArgsError;
 pub use options::Options;
@@ -90,11 +89,8 @@ pub struct Config {
     pub sources: Vec<SourceKind>,
     pub poll: PollConfig,
     pub filter: MarketFilter,
-    pub cryptowatch: CryptowatchConfig,
-    pub kraken: NetworkConfig,
-    pub binance: NetworkConfig,
-    pub coinbase: NetworkConfig,
-    pub demo: DemoConfig,
+    /// Every source's own settings, selected or not.
+    pub settings: source::Settings,
 }
 
 impl Config {
@@ -218,14 +214,15 @@ impl Config {
         };
 
         let mut warnings = Vec::new();
-        let cryptowatch = options.cryptowatch.resolve_with_key(o, &mut warnings)?;
-        let kraken = options.kraken.resolve(o)?;
-        let binance = options.binance.resolve(o)?;
-        let coinbase = options.coinbase.resolve(o)?;
+        let settings = options.resolve_sources(&mut Resolve {
+            origins: o,
+            poll_interval: interval,
+            warnings: &mut warnings,
+        })?;
         // Backoff must be able to wait at least one interval of every source.
-        let longest = [&cryptowatch.network, &kraken, &binance, &coinbase]
+        let longest = SourceKind::ALL
             .iter()
-            .filter_map(|n| n.poll_interval)
+            .filter_map(|&kind| settings.poll_interval(kind))
             .max();
         if let Some(longest) = longest
             && poll.max_backoff.is_some()
@@ -268,20 +265,14 @@ impl Config {
                     .map_or(DEFAULT_MIN_MARKETS_RATIO, |r| r.0),
             },
             filter,
-            cryptowatch,
-            kraken,
-            binance,
-            coinbase,
-            demo: options.demo.resolve(interval),
+            settings,
         })
     }
 
     /// The settings that differ between `self` and `new` but cannot change
     /// without a restart (everything but the `markets.*` filters and cap), by file key.
     pub fn needs_restart(&self, new: &Config) -> Vec<&'static str> {
-        let demo = |c: &Config| (c.demo.seed, c.demo.markets);
-        // The demo's interval is poll.interval's, reported under "poll".
-        [
+        let mut changed: Vec<&'static str> = [
             (
                 self.listen_address != new.listen_address,
                 "web.listen_address",
@@ -298,11 +289,6 @@ impl Config {
             (self.log_format != new.log_format, "log.format"),
             (self.sources != new.sources, "source"),
             (self.poll != new.poll, "poll"),
-            (self.cryptowatch != new.cryptowatch, "cryptowatch"),
-            (self.kraken != new.kraken, "kraken"),
-            (self.binance != new.binance, "binance"),
-            (self.coinbase != new.coinbase, "coinbase"),
-            (demo(self) != demo(new), "demo"),
             (
                 self.header_read_timeout != new.header_read_timeout,
                 "web.header_read_timeout",
@@ -316,33 +302,25 @@ impl Config {
         ]
         .into_iter()
         .filter_map(|(changed, key)| changed.then_some(key))
-        .collect()
+        .collect();
+        changed.extend(self.settings.needs_restart(&new.settings));
+        changed
     }
 
-    /// One source's own settings, for [`crate::source::build`].
-    pub fn source_settings(&self, kind: SourceKind) -> crate::source::Settings {
-        use crate::source::Settings;
-        match kind {
-            SourceKind::Cryptowatch => Settings::Cryptowatch(self.cryptowatch.clone()),
-            SourceKind::Kraken => Settings::Kraken(self.kraken.clone()),
-            SourceKind::Binance => Settings::Binance(self.binance.clone()),
-            SourceKind::Coinbase => {
-                Settings::Coinbase(self.coinbase.clone(), self.poll_for(kind).interval)
-            }
-            SourceKind::Demo => Settings::Demo(self.demo.clone()),
-        }
+    /// Builds the source of `kind` from its own settings.
+    pub fn build_source(
+        &self,
+        kind: SourceKind,
+        metrics: std::sync::Arc<crate::self_metrics::SourceMetrics>,
+    ) -> Result<Box<dyn source::Source>, source::SourceError> {
+        let interval = self.poll_for(kind).interval;
+        self.settings
+            .build(kind, source::Build { interval, metrics })
     }
 
     /// The polling settings of one source: its own interval where it has one.
     pub fn poll_for(&self, kind: SourceKind) -> PollConfig {
-        let own = match kind {
-            SourceKind::Cryptowatch => self.cryptowatch.network.poll_interval,
-            SourceKind::Kraken => self.kraken.poll_interval,
-            SourceKind::Binance => self.binance.poll_interval,
-            SourceKind::Coinbase => self.coinbase.poll_interval,
-            SourceKind::Demo => None,
-        };
-        match own {
+        match self.settings.poll_interval(kind) {
             Some(interval) => PollConfig {
                 interval,
                 max_backoff: self.poll.max_backoff.max(interval),
@@ -379,10 +357,10 @@ mod tests {
         assert_eq!(c.sources, vec![SourceKind::Kraken]);
         assert_eq!(c.poll.interval, Duration::from_secs(60));
         assert_eq!(
-            c.cryptowatch.network.url.as_str(),
+            c.settings.cryptowatch.network.url.as_str(),
             "https://api.cryptowat.ch/"
         );
-        assert_eq!(c.cryptowatch.network.http.max_body_size, 64 << 20);
+        assert_eq!(c.settings.cryptowatch.network.http.max_body_size, 64 << 20);
         assert_eq!(c.filter.max_markets, 50_000);
     }
 
@@ -402,7 +380,10 @@ mod tests {
     #[test]
     fn numbers_in_yaml_are_accepted() {
         let c = merge(&[], "cryptowatch:\n  rate_limit:\n    burst: 3\n").unwrap();
-        assert_eq!(c.cryptowatch.network.http.rate_limit_burst.get(), 3);
+        assert_eq!(
+            c.settings.cryptowatch.network.http.rate_limit_burst.get(),
+            3
+        );
     }
 
     #[test]
@@ -440,8 +421,11 @@ mod tests {
                 SourceKind::Coinbase
             ]
         );
-        assert_eq!(c.kraken.http.rate_limit_period, Duration::from_secs(2));
-        assert_eq!(c.kraken.http.rate_limit_burst.get(), 3);
+        assert_eq!(
+            c.settings.kraken.http.rate_limit_period,
+            Duration::from_secs(2)
+        );
+        assert_eq!(c.settings.kraken.http.rate_limit_burst.get(), 3);
         assert_eq!(
             c.poll_for(SourceKind::Kraken).interval,
             Duration::from_secs(120)
@@ -451,15 +435,15 @@ mod tests {
             Duration::from_secs(30)
         );
         // The flag beats the file; the file's other keys still apply.
-        assert_eq!(c.binance.url.as_str(), "http://127.0.0.1:1/");
-        assert_eq!(c.binance.http.timeout, Duration::from_secs(10));
+        assert_eq!(c.settings.binance.url.as_str(), "http://127.0.0.1:1/");
+        assert_eq!(c.settings.binance.http.timeout, Duration::from_secs(10));
         // Coinbase's own default quota: 8 requests/s.
         assert_eq!(
-            c.coinbase.http.rate_limit_period,
+            c.settings.coinbase.http.rate_limit_period,
             Duration::from_millis(125)
         );
         assert_eq!(
-            c.coinbase.url.as_str(),
+            c.settings.coinbase.url.as_str(),
             "https://api.exchange.coinbase.com/"
         );
     }

@@ -23,72 +23,83 @@ use crate::domain::SourceKind;
 use crate::glob::Glob;
 use crate::listen::ListenAddress;
 use crate::settings::value::{self, AtMost, OptionValue, Ratio, TelemetryPath};
-use crate::settings::{ConfigError, Origins};
-use crate::source;
+use crate::settings::{ConfigError, Origins, Resolve, SourceOptions};
+use crate::source::{self, Entry};
 
-/// The options of one run, as given: `None` where nobody set a value.
-#[derive(Debug, Default, Clone, Parser, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[command(
-    name = "crypto-market-exporter",
-    version,
-    about = "Prometheus exporter for crypto market data",
-    override_usage = "crypto-market-exporter [OPTIONS]\n       crypto-market-exporter healthcheck [OPTIONS]\n       crypto-market-exporter backfill [OPTIONS] [--since DURATION] [--until UNIX_SECONDS] [--step DURATION] [--output FILE] [--label NAME=VALUE]",
-    after_help = "Commands:\n  healthcheck  Probe /-/healthy of the exporter that the same options describe \
-                  (--web.listen-address, env vars, --config.file); exit 0 when healthy, 1 otherwise. \
-                  The container image's HEALTHCHECK runs it: the image has no shell or curl.\n  \
-                  backfill     Write the recent past of the selected markets as OpenMetrics, for promtool \
-                  tsdb create-blocks-from openmetrics: the demo's own past, the other sources' candles \
-                  (resumable; backfill --help, docs/backfill.md)."
-)]
-pub struct Options {
-    /// Path to a YAML config file.
-    #[arg(
-        long = "config.file",
-        env = "CRYPTO_MARKET_EXPORTER_CONFIG_FILE",
-        value_name = "PATH"
-    )]
-    #[serde(skip)]
-    pub config_file: Option<PathBuf>,
-    /// Market data source(s) to poll, repeated or comma-separated: kraken, binance, coinbase, cryptowatch (needs a Cryptowatch-compatible --cryptowatch.url) or demo (offline). [default: kraken]
-    #[arg(
-        long = "source",
-        env = "CRYPTO_MARKET_EXPORTER_SOURCE",
-        value_name = "NAME",
-        value_delimiter = ',',
-        value_parser = value::parse::<SourceKind>
-    )]
-    #[serde(default, deserialize_with = "value::list")]
-    pub source: Option<Vec<SourceKind>>,
-    #[command(flatten)]
-    #[serde(default)]
-    pub web: WebOptions,
-    #[command(flatten)]
-    #[serde(default)]
-    pub log: LogOptions,
-    #[command(flatten)]
-    #[serde(default)]
-    pub poll: PollOptions,
-    #[command(flatten)]
-    #[serde(default)]
-    pub markets: MarketsOptions,
-    // The sources, each with its own section: one line each.
-    #[command(flatten)]
-    #[serde(default)]
-    pub cryptowatch: source::cryptowatch::Options,
-    #[command(flatten)]
-    #[serde(default)]
-    pub kraken: source::kraken::Options,
-    #[command(flatten)]
-    #[serde(default)]
-    pub binance: source::binance::Options,
-    #[command(flatten)]
-    #[serde(default)]
-    pub coinbase: source::coinbase::Options,
-    #[command(flatten)]
-    #[serde(default)]
-    pub demo: source::demo::Options,
+// A macro only to take the list of sources (`crate::for_each_source!`):
+// serde cannot flatten a sub-struct of them into a struct that denies unknown
+// fields, so their sections are fields of this one.
+macro_rules! options_tree {
+    ($($(#[$attr:meta])* $kind:ident => $module:ident::$ty:ident,)*) => {
+        /// The options of one run, as given: `None` where nobody set a value.
+        #[derive(Debug, Default, Clone, Parser, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[command(
+            name = "crypto-market-exporter",
+            version,
+            about = "Prometheus exporter for crypto market data",
+            override_usage = "crypto-market-exporter [OPTIONS]\n       crypto-market-exporter healthcheck [OPTIONS]\n       crypto-market-exporter backfill [OPTIONS] [--since DURATION] [--until UNIX_SECONDS] [--step DURATION] [--output FILE] [--label NAME=VALUE]",
+            after_help = "Commands:\n  healthcheck  Probe /-/healthy of the exporter that the same options describe \
+                          (--web.listen-address, env vars, --config.file); exit 0 when healthy, 1 otherwise. \
+                          The container image's HEALTHCHECK runs it: the image has no shell or curl.\n  \
+                          backfill     Write the recent past of the selected markets as OpenMetrics, for promtool \
+                          tsdb create-blocks-from openmetrics: the demo's own past, the other sources' candles \
+                          (resumable; backfill --help, docs/backfill.md)."
+        )]
+        pub struct Options {
+            /// Path to a YAML config file.
+            #[arg(
+                long = "config.file",
+                env = "CRYPTO_MARKET_EXPORTER_CONFIG_FILE",
+                value_name = "PATH"
+            )]
+            #[serde(skip)]
+            pub config_file: Option<PathBuf>,
+            /// Market data source(s) to poll, repeated or comma-separated: kraken, binance, coinbase, cryptowatch (needs a Cryptowatch-compatible --cryptowatch.url) or demo (offline). [default: kraken]
+            #[arg(
+                long = "source",
+                env = "CRYPTO_MARKET_EXPORTER_SOURCE",
+                value_name = "NAME",
+                value_delimiter = ',',
+                value_parser = value::parse::<SourceKind>
+            )]
+            #[serde(default, deserialize_with = "value::list")]
+            pub source: Option<Vec<SourceKind>>,
+            #[command(flatten)]
+            #[serde(default)]
+            pub web: WebOptions,
+            #[command(flatten)]
+            #[serde(default)]
+            pub log: LogOptions,
+            #[command(flatten)]
+            #[serde(default)]
+            pub poll: PollOptions,
+            #[command(flatten)]
+            #[serde(default)]
+            pub markets: MarketsOptions,
+            // The sources, each with its own section, from the list.
+            $(
+                $(#[$attr])*
+                #[command(flatten)]
+                #[serde(default)]
+                pub $module: <source::$module::$ty as Entry>::Options,
+            )*
+        }
+
+        impl Options {
+            /// Every source's own settings, resolved from its section.
+            pub fn resolve_sources(
+                &self,
+                cx: &mut Resolve<'_>,
+            ) -> Result<source::Settings, ConfigError> {
+                Ok(source::Settings {
+                    $($(#[$attr])* $module: self.$module.resolve(cx)?,)*
+                })
+            }
+        }
+    };
 }
+crate::for_each_source!(options_tree);
 
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields)]

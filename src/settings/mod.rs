@@ -13,6 +13,41 @@ pub mod value;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
+
+/// A source's section of the options tree (`--<name>.*` flags, env vars, the
+/// `<name>:` file section), as given, and what it resolves to. Implemented
+/// by [`crate::network_options!`] for the network sources and by hand for
+/// the others; the options tree and `Config` reach every source through it.
+pub trait SourceOptions {
+    /// The source's settings resolved: all it is built from.
+    type Config: Clone + PartialEq + fmt::Debug;
+
+    /// Applies the defaults and the rules between the source's own options.
+    fn resolve(&self, cx: &mut Resolve<'_>) -> Result<Self::Config, ConfigError>;
+
+    /// The source's own poll interval, where it overrides `poll.interval`.
+    fn poll_interval(_config: &Self::Config) -> Option<Duration> {
+        None
+    }
+
+    /// Whether changing `old` into `new` takes a restart (a reload keeps
+    /// the sources it built).
+    fn needs_restart(old: &Self::Config, new: &Self::Config) -> bool {
+        old != new
+    }
+}
+
+/// What resolving a source's options may read beyond them, and where it
+/// leaves its warnings.
+#[derive(Debug)]
+pub struct Resolve<'a> {
+    pub origins: &'a Origins,
+    /// `poll.interval`, resolved.
+    pub poll_interval: Duration,
+    /// Logged once logging is set up.
+    pub warnings: &'a mut Vec<String>,
+}
 
 /// A configuration error: one line that names the offending option.
 #[derive(Debug, thiserror::Error)]

@@ -92,7 +92,26 @@ pub fn resolve(
 /// the other sources the option exists only to be refused with a reason.
 #[macro_export]
 macro_rules! network_options {
-    ($name:literal, $env:literal, $defaults:expr, keyed: $keyed:literal) => {
+    // A keyed source resolves to more than its network settings and says how
+    // itself (Cryptowatch); the others resolve to exactly these.
+    (@resolve true) => {};
+    (@resolve false) => {
+        impl $crate::settings::SourceOptions for Options {
+            type Config = $crate::settings::network::NetworkConfig;
+
+            fn resolve(
+                &self,
+                cx: &mut $crate::settings::Resolve<'_>,
+            ) -> Result<Self::Config, $crate::settings::ConfigError> {
+                self.resolve_network(cx.origins)
+            }
+
+            fn poll_interval(config: &Self::Config) -> Option<std::time::Duration> {
+                config.poll_interval
+            }
+        }
+    };
+    ($name:literal, $env:literal, $defaults:expr, keyed: $keyed:tt) => {
         /// This source's settings: `--
         #[doc = $name]
         /// .*` flags, the `
@@ -210,9 +229,11 @@ macro_rules! network_options {
             pub burst: Option<std::num::NonZeroU32>,
         }
 
+        $crate::network_options!(@resolve $keyed);
+
         impl Options {
             /// The settings as given, with defaults and rules applied.
-            pub fn resolve(
+            pub fn resolve_network(
                 &self,
                 origins: &$crate::settings::Origins,
             ) -> Result<$crate::settings::network::NetworkConfig, $crate::settings::ConfigError> {

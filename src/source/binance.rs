@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use super::de::{Row, number};
+use super::{Build, Entry};
 use super::{
     CandleApi, CandleFuture, CandlePage, CandleQuery, Collected, Fetched, History, PollFuture,
     Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
@@ -169,6 +170,15 @@ impl Binance {
                 weight_delay_before(u, self.weight_limit, KLINES_WEIGHT, SystemTime::now())
             }),
         })
+    }
+}
+
+impl Entry for Binance {
+    type Options = Options;
+    const EXCHANGE: Option<&'static str> = Some(EXCHANGE);
+
+    fn build(config: &NetworkConfig, cx: Build) -> Result<Box<dyn Source>, SourceError> {
+        Ok(Box::new(Self::new(config, cx.metrics)?))
     }
 }
 

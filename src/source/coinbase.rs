@@ -20,6 +20,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
 use super::de::{Row, number};
+use super::{Build, Entry};
 use super::{
     CandleApi, CandleFuture, CandlePage, CandleQuery, Fetched, History, PollFuture, Source,
     SourceError, SourceKind,
@@ -136,6 +137,15 @@ impl Coinbase {
             self.warned_slow = true;
         }
         Ok(fetched)
+    }
+}
+
+impl Entry for Coinbase {
+    type Options = Options;
+    const EXCHANGE: Option<&'static str> = Some(EXCHANGE);
+
+    fn build(config: &NetworkConfig, cx: Build) -> Result<Box<dyn Source>, SourceError> {
+        Ok(Box::new(Self::new(config, cx.interval, cx.metrics)?))
     }
 }
 

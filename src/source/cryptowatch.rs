@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::de::{Row, number};
+use super::{Build, Entry};
 use super::{
     CandleApi, CandleFuture, CandlePage, CandleQuery, Collected, Credits, Fetched, History,
     PollFuture, Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
@@ -31,7 +32,7 @@ use crate::admission::Admission;
 use crate::domain::{Assets, Candle, MarketGauge, RawMarket, RejectReason, Rejections};
 use crate::self_metrics::SourceMetrics;
 use crate::settings::network::{NetworkConfig, NetworkDefaults};
-use crate::settings::{ConfigError, Origins, Secret};
+use crate::settings::{ConfigError, Resolve, Secret, SourceOptions};
 use crate::upstream::Upstream;
 
 /// Cursor pages followed per poll at most: a runaway `hasMore` must not burn
@@ -60,20 +61,18 @@ pub struct CryptowatchConfig {
     pub api_key: Option<Secret>,
 }
 
-impl Options {
+impl SourceOptions for Options {
+    type Config = CryptowatchConfig;
+
     /// The network settings plus the API key: from `--cryptowatch.api-key-file`
     /// (a warning if others may read it), else from [`API_KEY_ENV`].
-    pub fn resolve_with_key(
-        &self,
-        origins: &Origins,
-        warnings: &mut Vec<String>,
-    ) -> Result<CryptowatchConfig, ConfigError> {
-        let network = self.resolve(origins)?;
+    fn resolve(&self, cx: &mut Resolve<'_>) -> Result<CryptowatchConfig, ConfigError> {
+        let network = self.resolve_network(cx.origins)?;
         let api_key = match &self.api_key_file {
             Some(path) => Some(Secret::read_file(
                 path,
-                &origins.name("cryptowatch.api-key-file"),
-                warnings,
+                &cx.origins.name("cryptowatch.api-key-file"),
+                cx.warnings,
             )?),
             None => std::env::var(API_KEY_ENV)
                 .ok()
@@ -81,6 +80,10 @@ impl Options {
                 .map(|v| Secret::new(v.trim())),
         };
         Ok(CryptowatchConfig { network, api_key })
+    }
+
+    fn poll_interval(config: &CryptowatchConfig) -> Option<Duration> {
+        config.network.poll_interval
     }
 }
 
@@ -234,6 +237,15 @@ impl Cryptowatch {
             "stopped following cursor pages; exporting what was read"
         );
         Ok(fetched)
+    }
+}
+
+impl Entry for Cryptowatch {
+    type Options = Options;
+    const EXCHANGE: Option<&'static str> = None;
+
+    fn build(config: &CryptowatchConfig, cx: Build) -> Result<Box<dyn Source>, SourceError> {
+        Ok(Box::new(Self::new(config, cx.metrics)?))
     }
 }
 

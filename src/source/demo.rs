@@ -8,10 +8,11 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::{Fetched, PollFuture, Source, SourceKind};
+use super::{Build, Entry, Fetched, PollFuture, Source, SourceError, SourceKind};
 use crate::admission::Admission;
 use crate::domain::{Assets, MarketGauge, RawMarket};
 use crate::settings::value::{self, AtMost};
+use crate::settings::{ConfigError, Resolve, SourceOptions};
 
 const EXCHANGES: [&str; 5] = ["alphaex", "betatrade", "gammabit", "deltacoin", "epsilonx"];
 /// (base, USD price, typical 24h base volume)
@@ -93,14 +94,20 @@ pub const DEFAULT_SEED: u64 = 1;
 /// A few hundred markets: enough for ranks and percentiles to mean something.
 pub const DEFAULT_MARKETS: usize = 300;
 
-impl Options {
-    /// The settings with defaults applied; `interval` is the poll interval.
-    pub fn resolve(&self, interval: Duration) -> DemoConfig {
-        DemoConfig {
+impl SourceOptions for Options {
+    type Config = DemoConfig;
+
+    fn resolve(&self, cx: &mut Resolve<'_>) -> Result<DemoConfig, ConfigError> {
+        Ok(DemoConfig {
             seed: self.seed.unwrap_or(DEFAULT_SEED),
             markets: self.markets.map_or(DEFAULT_MARKETS, |m| m.0),
-            interval,
-        }
+            interval: cx.poll_interval,
+        })
+    }
+
+    /// The interval is `poll.interval`'s, reported under `poll`.
+    fn needs_restart(old: &DemoConfig, new: &DemoConfig) -> bool {
+        (old.seed, old.markets) != (new.seed, new.markets)
     }
 }
 
@@ -438,6 +445,17 @@ impl Demo {
     pub fn labels(&self, market: usize) -> (&str, &str, &Assets, f64) {
         let t = &self.traits[market];
         (t.exchange, &t.pair, &t.assets, t.quote_usd)
+    }
+}
+
+impl Entry for Demo {
+    type Options = Options;
+    const EXCHANGE: Option<&'static str> = None;
+
+    /// Paced by its own settings' interval (`poll.interval`); it makes no
+    /// requests, so it has no request metrics.
+    fn build(config: &DemoConfig, _cx: Build) -> Result<Box<dyn Source>, SourceError> {
+        Ok(Box::new(Self::new(config)))
     }
 }
 

@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::de::{Row, number};
+use super::{Build, Entry};
 use super::{
     CandleApi, CandleFuture, CandlePage, CandleQuery, Collected, Fetched, History, PollFuture,
     Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
@@ -123,6 +124,15 @@ impl Kraken {
             self.refresh.hurry();
         }
         Ok(fetched)
+    }
+}
+
+impl Entry for Kraken {
+    type Options = Options;
+    const EXCHANGE: Option<&'static str> = Some(EXCHANGE);
+
+    fn build(config: &NetworkConfig, cx: Build) -> Result<Box<dyn Source>, SourceError> {
+        Ok(Box::new(Self::new(config, cx.metrics)?))
     }
 }
 

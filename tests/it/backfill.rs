@@ -488,7 +488,7 @@ async fn a_coarser_step_samples_the_same_values() {
         1_790_000_000.0 - 1_790_000_000.0 % 60.0
     );
     // The 60 s history's last sample is the 5 s demo's value at that step.
-    let mut demo = crypto_market_exporter::source::demo::Demo::new(&config.demo);
+    let mut demo = crypto_market_exporter::source::demo::Demo::new(&config.settings.demo);
     let live = demo.at(demo.step_of(1_789_999_980_000));
     let price = live[0].values[0].unwrap();
     let history_last = text
