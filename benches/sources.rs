@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crypto_market_exporter::domain::Assets;
-use crypto_market_exporter::source::{binance, coinbase, kraken};
+use crypto_market_exporter::source::{Collected, binance, coinbase, kraken};
 
 fn main() {
     divan::main();
@@ -67,7 +67,10 @@ fn binance_ticker_all(bencher: divan::Bencher) {
     let symbols = binance_symbols(&body);
     bencher
         .counter(divan::counter::BytesCount::new(body.len()))
-        .bench(|| binance::parse_ticker(divan::black_box(&body), &symbols).unwrap());
+        .bench(|| {
+            binance::parse_ticker_into(divan::black_box(&body), &symbols, Collected::default)
+                .unwrap()
+        });
 }
 
 /// The 2.7 MB, 1,434-pair AssetPairs listing (parsed hourly).
@@ -105,7 +108,9 @@ fn kraken_ticker_all(bencher: divan::Bencher) {
     let body = body.into_bytes();
     bencher
         .counter(divan::counter::BytesCount::new(body.len()))
-        .bench(|| kraken::parse_ticker(divan::black_box(&body), &pairs).unwrap());
+        .bench(|| {
+            kraken::parse_ticker_into(divan::black_box(&body), &pairs, Collected::default).unwrap()
+        });
 }
 
 /// `GET /products` with 800 products, about what Coinbase lists.

@@ -159,7 +159,6 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::glob::Glob;
 
     fn m(exchange: &str, pair: &str, price: f64) -> RawMarket {
         RawMarket {
@@ -183,21 +182,21 @@ mod tests {
             .collect()
     }
 
+    /// Markets at price 1, by (exchange, pair).
+    fn at_one(keys: &[(&str, &str)]) -> Vec<RawMarket> {
+        keys.iter().map(|&(e, p)| m(e, p, 1.0)).collect()
+    }
+
     #[test]
     fn include_and_exclude() {
-        let f = MarketFilter {
-            include_exchanges: vec![Glob::new("kraken*"), Glob::new("bitstamp")],
-            exclude_pairs: vec![Glob::new("*-futures")],
-            ..MarketFilter::default()
-        };
         let out = admitted(
-            f,
-            vec![
-                m("kraken", "btcusd", 1.0),
-                m("kraken-futures", "btcusd-perpetual-futures", 1.0),
-                m("bitstamp", "ethusd", 1.0),
-                m("binance", "btcusdt", 1.0),
-            ],
+            MarketFilter::example(),
+            at_one(&[
+                ("kraken", "btcusd"),
+                ("kraken-futures", "btcusd-perpetual-futures"),
+                ("bitstamp", "ethusd"),
+                ("binance", "btcusdt"),
+            ]),
         );
         assert_eq!(names(&out), ["bitstamp:ethusd", "kraken:btcusd"]);
         assert_eq!(out.excluded, 2);
@@ -206,19 +205,12 @@ mod tests {
 
     #[test]
     fn cap_keeps_the_first_in_sorted_order_whatever_the_arrival_order() {
-        let f = MarketFilter {
+        let cap = MarketFilter {
             max_markets: 2,
             ..MarketFilter::default()
         };
-        let out = admitted(
-            f,
-            vec![
-                m("c", "x", 1.0),
-                m("a", "y", 1.0),
-                m("b", "z", 1.0),
-                m("a", "x", 1.0),
-            ],
-        );
+        let arrivals = at_one(&[("c", "x"), ("a", "y"), ("b", "z"), ("a", "x")]);
+        let out = admitted(cap, arrivals);
         assert_eq!(names(&out), ["a:x", "a:y"]);
         assert_eq!(out.truncated, 2);
     }

@@ -95,6 +95,22 @@ pub struct RawMarket {
     pub values: [Option<f64>; MarketGauge::COUNT],
 }
 
+impl RawMarket {
+    /// A market of an exchange's own API, named by its listing's assets.
+    pub fn listed(
+        exchange: &str,
+        assets: &Assets,
+        values: [Option<f64>; MarketGauge::COUNT],
+    ) -> Self {
+        Self {
+            exchange: exchange.to_owned(),
+            pair: assets.pair(),
+            assets: Some(assets.clone()),
+            values,
+        }
+    }
+}
+
 /// One validated market: every present value is finite, and non-negative
 /// unless the gauge allows it.
 #[derive(Debug, Clone, PartialEq)]

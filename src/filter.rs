@@ -41,16 +41,24 @@ impl MarketFilter {
 }
 
 #[cfg(test)]
+impl MarketFilter {
+    /// Kraken's and Bitstamp's spot markets: for tests here and in `admission`.
+    pub(crate) fn example() -> Self {
+        MarketFilter {
+            include_exchanges: vec![Glob::new("kraken*"), Glob::new("bitstamp")],
+            exclude_pairs: vec![Glob::new("*-futures")],
+            ..MarketFilter::default()
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn include_and_exclude() {
-        let f = MarketFilter {
-            include_exchanges: vec![Glob::new("kraken*"), Glob::new("bitstamp")],
-            exclude_pairs: vec![Glob::new("*-futures")],
-            ..MarketFilter::default()
-        };
+        let f = MarketFilter::example();
         assert!(f.allows("kraken", "btcusd"));
         assert!(f.allows("bitstamp", "ethusd"));
         assert!(!f.allows("kraken-futures", "btcusd-perpetual-futures"));

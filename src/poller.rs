@@ -35,14 +35,14 @@ pub struct Poller {
 
 impl std::fmt::Debug for dyn Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Source({})", self.kind())
+        f.write_str("Source")
     }
 }
 
 impl Poller {
     /// Runs until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let name = self.source.kind().as_str();
+        let name = self.slot.metrics.source.as_str();
         let mut failures: u32 = 0;
         // Whether every poll so far failed to reach upstream at all: a first
         // run without network, DNS or proxy deserves a hint, not just an error.
@@ -352,40 +352,18 @@ mod tests {
     #[test]
     fn pacing_spreads_credits_until_reset() {
         let midnight = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_006_400); // a UTC midnight
-        let anon = Credits {
-            cost: 0.015,
-            remaining: 10.0,
+        let noon = midnight + Duration::from_secs(43_200);
+        // Seconds between polls for a 60 s interval, `cost` a call, `remaining` left.
+        let paced = |cost, remaining, at| {
+            paced_interval(Duration::from_secs(60), Credits { cost, remaining }, at).as_secs()
         };
         // 666 calls over 24h: one every ~129.7s.
-        let paced = paced_interval(Duration::from_secs(60), anon, midnight);
-        assert_eq!(paced.as_secs(), 129);
+        assert_eq!(paced(0.015, 10.0, midnight), 129);
         // Plenty of credits: the configured interval stands.
-        let rich = Credits {
-            cost: 0.015,
-            remaining: 1_000.0,
-        };
-        assert_eq!(
-            paced_interval(Duration::from_secs(60), rich, midnight),
-            Duration::from_secs(60)
-        );
+        assert_eq!(paced(0.015, 1_000.0, midnight), 60);
         // Out of credits at noon: wait for the reset, 12h.
-        let noon = midnight + Duration::from_secs(43_200);
-        let broke = Credits {
-            cost: 0.015,
-            remaining: 0.01,
-        };
-        assert_eq!(
-            paced_interval(Duration::from_secs(60), broke, noon),
-            Duration::from_secs(43_200)
-        );
+        assert_eq!(paced(0.015, 0.01, noon), 43_200);
         // A zero cost means unmetered.
-        let free = Credits {
-            cost: 0.0,
-            remaining: 0.0,
-        };
-        assert_eq!(
-            paced_interval(Duration::from_secs(60), free, noon),
-            Duration::from_secs(60)
-        );
+        assert_eq!(paced(0.0, 0.0, noon), 60);
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crypto_market_exporter::backfill::series;
 use crypto_market_exporter::domain::Assets;
-use crypto_market_exporter::source::{binance, coinbase, kraken};
+use crypto_market_exporter::source::{Collected, binance, coinbase, kraken};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,9 +15,9 @@ fuzz_target!(|data: &[u8]| {
     pairs.insert("XXBTZUSD".to_owned(), Assets::new("btc", "usd"));
     pairs.insert("BTCUSDT".to_owned(), Assets::new("btc", "usdt"));
     let _ = kraken::parse_asset_pairs(data);
-    let _ = kraken::parse_ticker(data, &pairs);
+    let _ = kraken::parse_ticker_into(data, &pairs, Collected::default);
     let _ = binance::parse_exchange_info(data);
-    let _ = binance::parse_ticker(data, &pairs);
+    let _ = binance::parse_ticker_into(data, &pairs, Collected::default);
     let _ = coinbase::parse_products(data);
     let _ = coinbase::parse_stats(data);
     for candles in [

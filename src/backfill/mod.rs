@@ -28,103 +28,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
+pub use crate::config::options::BackfillArgs;
 use crate::domain::{Market, MarketGauge, SourceKind};
 use crate::exposition::{push_label_value, push_value};
-use crate::settings::value::{self, OptionValue};
-
-/// The backfill's own flags, next to every option of the exporter.
-#[derive(Debug, Clone, Default, clap::Args)]
-#[group(skip)]
-pub struct BackfillArgs {
-    /// How far back the history starts. [default: 25h]
-    #[arg(
-        long = "since",
-        env = "CRYPTO_MARKET_EXPORTER_BACKFILL_SINCE",
-        value_name = "DURATION",
-        value_parser = value::parse::<Duration>
-    )]
-    pub since: Option<Duration>,
-    /// Where the history ends, in Unix seconds. [default: now]
-    #[arg(
-        long = "until",
-        env = "CRYPTO_MARKET_EXPORTER_BACKFILL_UNTIL",
-        value_name = "UNIX_SECONDS",
-        value_parser = value::parse::<UnixTime>
-    )]
-    pub until: Option<UnixTime>,
-    /// Time between samples of the history, on its whole multiples. For the demo, a multiple of its poll interval (rounded up to one): a coarser step keeps the history of a fast-polled demo small. For a network source it also picks the candles: the coarsest no coarser than the step. [default: the source's poll interval]
-    #[arg(
-        long = "step",
-        env = "CRYPTO_MARKET_EXPORTER_BACKFILL_STEP",
-        value_name = "DURATION",
-        value_parser = value::parse::<Duration>
-    )]
-    pub step: Option<Duration>,
-    /// Write the OpenMetrics text to this file (replaced when complete) instead of standard output. Work in progress is kept in FILE.parts/: a rerun of the same command resumes, skipping the markets already written.
-    #[arg(
-        long = "output",
-        env = "CRYPTO_MARKET_EXPORTER_BACKFILL_OUTPUT",
-        value_name = "FILE"
-    )]
-    pub output: Option<PathBuf>,
-    /// A label every series gets, NAME=VALUE, repeated: the `job` and `instance` Prometheus adds when it scrapes the exporter, so history and live data are the same series (e.g. --label=job=crypto-market-exporter --label=instance=exporter:9795).
-    #[arg(
-        long = "label",
-        env = "CRYPTO_MARKET_EXPORTER_BACKFILL_LABELS",
-        value_name = "NAME=VALUE",
-        value_delimiter = ',',
-        value_parser = value::parse::<Label>
-    )]
-    pub labels: Vec<Label>,
-}
+pub use crate::settings::value::{Label, UnixTime};
 
 pub const DEFAULT_SINCE: Duration = Duration::from_secs(25 * 3600);
-
-/// A point in time given as Unix seconds (`1790000000`, `1790000000.5`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct UnixTime(pub SystemTime);
-
-impl OptionValue for UnixTime {
-    fn parse(text: &str) -> Result<Self, String> {
-        match text.trim().parse::<f64>() {
-            Ok(s) if s.is_finite() && s >= 0.0 => {
-                Ok(Self(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s)))
-            }
-            _ => Err(format!("must be a time in Unix seconds, got {text:?}")),
-        }
-    }
-}
-
-/// One extra label, checked as Prometheus checks label names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Label {
-    pub name: String,
-    pub value: String,
-}
-
-impl OptionValue for Label {
-    fn parse(text: &str) -> Result<Self, String> {
-        let (name, value) = text
-            .split_once('=')
-            .ok_or_else(|| format!("must be NAME=VALUE, got {text:?}"))?;
-        let valid = name
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-        if name.is_empty() || !valid || name.starts_with("__") {
-            return Err(format!(
-                "invalid label name {name:?} (letters, digits and _, not starting with a digit or __)"
-            ));
-        }
-        if matches!(name, "exchange" | "pair" | "base" | "quote") {
-            return Err(format!("{name:?} is the exporter's own label"));
-        }
-        Ok(Self {
-            name: name.to_owned(),
-            value: value.to_owned(),
-        })
-    }
-}
 
 /// Why a backfill failed: one line.
 #[derive(Debug, thiserror::Error)]

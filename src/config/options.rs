@@ -22,7 +22,7 @@ use super::LogFormat;
 use crate::domain::SourceKind;
 use crate::glob::Glob;
 use crate::listen::ListenAddress;
-use crate::settings::value::{self, AtMost, OptionValue, Ratio, TelemetryPath};
+use crate::settings::value::{self, AtMost, Label, OptionValue, Ratio, TelemetryPath, UnixTime};
 use crate::settings::{ConfigError, Origins, Resolve, SourceOptions};
 use crate::source::{self, Entry};
 
@@ -100,6 +100,52 @@ macro_rules! options_tree {
     };
 }
 crate::for_each_source!(options_tree);
+
+/// The backfill's own flags, next to every option of the exporter.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct BackfillArgs {
+    /// How far back the history starts. [default: 25h]
+    #[arg(
+        long = "since",
+        env = "CRYPTO_MARKET_EXPORTER_BACKFILL_SINCE",
+        value_name = "DURATION",
+        value_parser = value::parse::<Duration>
+    )]
+    pub since: Option<Duration>,
+    /// Where the history ends, in Unix seconds. [default: now]
+    #[arg(
+        long = "until",
+        env = "CRYPTO_MARKET_EXPORTER_BACKFILL_UNTIL",
+        value_name = "UNIX_SECONDS",
+        value_parser = value::parse::<UnixTime>
+    )]
+    pub until: Option<UnixTime>,
+    /// Time between samples of the history, on its whole multiples. For the demo, a multiple of its poll interval (rounded up to one): a coarser step keeps the history of a fast-polled demo small. For a network source it also picks the candles: the coarsest no coarser than the step. [default: the source's poll interval]
+    #[arg(
+        long = "step",
+        env = "CRYPTO_MARKET_EXPORTER_BACKFILL_STEP",
+        value_name = "DURATION",
+        value_parser = value::parse::<Duration>
+    )]
+    pub step: Option<Duration>,
+    /// Write the OpenMetrics text to this file (replaced when complete) instead of standard output. Work in progress is kept in FILE.parts/: a rerun of the same command resumes, skipping the markets already written.
+    #[arg(
+        long = "output",
+        env = "CRYPTO_MARKET_EXPORTER_BACKFILL_OUTPUT",
+        value_name = "FILE"
+    )]
+    pub output: Option<PathBuf>,
+    /// A label every series gets, NAME=VALUE, repeated: the `job` and `instance` Prometheus adds when it scrapes the exporter, so history and live data are the same series (e.g. --label=job=crypto-market-exporter --label=instance=exporter:9795).
+    #[arg(
+        long = "label",
+        env = "CRYPTO_MARKET_EXPORTER_BACKFILL_LABELS",
+        value_name = "NAME=VALUE",
+        value_delimiter = ',',
+        value_parser = value::parse::<Label>
+    )]
+    pub labels: Vec<Label>,
+}
 
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields)]

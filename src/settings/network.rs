@@ -34,6 +34,14 @@ pub struct NetworkConfig {
     pub poll_interval: Option<Duration>,
 }
 
+impl NetworkConfig {
+    /// The URL of an endpoint under the base URL: `path` starts with `/`,
+    /// and a base given with a trailing slash gets no second one.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.url.as_str().trim_end_matches('/'))
+    }
+}
+
 /// One network source's options as given (flags and env over the file), the
 /// same fields whichever source: what [`network_options!`] structs lend out.
 #[derive(Debug, Default)]

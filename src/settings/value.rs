@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserializer;
 use serde::de::{self, Visitor};
@@ -226,6 +226,52 @@ impl OptionValue for SourceKind {
 impl OptionValue for Glob {
     fn parse(s: &str) -> Result<Self, String> {
         Ok(Glob::new(s.trim()))
+    }
+}
+
+/// A point in time given as Unix seconds (`1790000000`, `1790000000.5`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UnixTime(pub SystemTime);
+
+impl OptionValue for UnixTime {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s >= 0.0 => {
+                Ok(Self(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s)))
+            }
+            _ => Err(format!("must be a time in Unix seconds, got {text:?}")),
+        }
+    }
+}
+
+/// One extra label, checked as Prometheus checks label names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub name: String,
+    pub value: String,
+}
+
+impl OptionValue for Label {
+    fn parse(text: &str) -> Result<Self, String> {
+        let (name, value) = text
+            .split_once('=')
+            .ok_or_else(|| format!("must be NAME=VALUE, got {text:?}"))?;
+        let valid = name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if name.is_empty() || !valid || name.starts_with("__") {
+            return Err(format!(
+                "invalid label name {name:?} (letters, digits and _, not starting with a digit or __)"
+            ));
+        }
+        if matches!(name, "exchange" | "pair" | "base" | "quote") {
+            return Err(format!("{name:?} is the exporter's own label"));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
     }
 }
 

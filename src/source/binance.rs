@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderMap;
@@ -22,14 +21,12 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use super::de::{Row, number};
-use super::{Build, Entry};
-use super::{
-    CandleApi, CandleFuture, CandlePage, CandleQuery, Collected, Fetched, History, PollFuture,
-    Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
-};
+use super::listing::Listing;
+use super::{Build, Entry, Fetched, PollFuture, Source, SourceError};
+use super::{CandleApi, CandleFuture, CandlePage, CandleQuery, History};
+use super::Sink;
 use crate::admission::Admission;
 use crate::domain::{Assets, Candle, MarketGauge, RawMarket, RejectReason};
-use crate::self_metrics::SourceMetrics;
 use crate::settings::network::NetworkConfig;
 use crate::settings::network::NetworkDefaults;
 use crate::upstream::{Response, Upstream};
@@ -51,112 +48,90 @@ pub const DEFAULT_WEIGHT_LIMIT: u32 = 6_000;
 /// Headroom kept below the limit: other clients may share the IP.
 const WEIGHT_HEADROOM: f64 = 0.8;
 
+#[derive(Debug)]
 pub struct Binance {
+    /// From the last exchangeInfo; the documented default until then.
+    weight_limit: u32,
     upstream: Upstream,
     ticker_url: String,
     info_url: String,
     klines_url: String,
-    symbols: Arc<HashMap<String, Assets>>,
-    /// Our `pair` label → Binance's symbol, for klines.
-    names: HashMap<String, String>,
-    weight_limit: u32,
-    refresh: Refresh,
+    /// Binance's symbol → assets.
+    symbols: Listing,
 }
 
-impl fmt::Debug for Binance {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Binance")
-            .field("ticker_url", &self.ticker_url)
-            .field("symbols", &self.symbols.len())
-            .field("weight_limit", &self.weight_limit)
-            .finish_non_exhaustive()
+impl Entry for Binance {
+    type Options = Options;
+    const EXCHANGE: Option<&'static str> = Some(EXCHANGE);
+
+    fn build(config: &NetworkConfig, cx: Build) -> Result<Self, SourceError> {
+        Ok(Self {
+            weight_limit: DEFAULT_WEIGHT_LIMIT,
+            upstream: Upstream::new(&config.http, cx.metrics)?,
+            ticker_url: config.endpoint("/api/v3/ticker/24hr"),
+            info_url: config.endpoint("/api/v3/exchangeInfo"),
+            klines_url: config.endpoint("/api/v3/klines"),
+            symbols: Listing::new(EXCHANGE, "exchangeInfo"),
+        })
+    }
+}
+
+impl Source for Binance {
+    fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
+        Box::pin(async move {
+            let mut fetched = Fetched::default();
+            let limit = self.weight_limit;
+            let mut slow_down = None;
+            let update = self.symbols.update(&self.upstream, &self.info_url, &mut fetched, |r| {
+                slow_down = used_weight(&r.headers).and_then(|u| weight_delay(u, limit, SystemTime::now()));
+                parse_exchange_info(&r.body)
+            });
+            if let Some(info) = update.await? {
+                self.symbols.install(info.symbols);
+                self.weight_limit = info.weight_limit.unwrap_or(DEFAULT_WEIGHT_LIMIT);
+            }
+            // Both calls in one poll could cross the limit: wait if told to.
+            if let Some(wait) = slow_down {
+                tokio::time::sleep(wait).await;
+            }
+            let response = self
+                .upstream
+                .get(&self.ticker_url, HeaderMap::new())
+                .await?;
+            fetched.requests += 1;
+            fetched.slow_down = self.slow_down(&response, SystemTime::now());
+            fetched.admission = self
+                .symbols
+                .read_ticker(response, &admission, |body, symbols, fresh| {
+                    parse_ticker_into(body, symbols, fresh)
+                })
+                .await?;
+            Ok(fetched)
+        })
+    }
+
+    fn history(&self) -> Option<(CandleApi, &dyn History)> {
+        Some((CANDLES, self))
     }
 }
 
 impl Binance {
-    pub fn new(config: &NetworkConfig, metrics: Arc<SourceMetrics>) -> Result<Self, SourceError> {
-        let base = config.url.as_str().trim_end_matches('/');
-        Ok(Self {
-            upstream: Upstream::new(&config.http, metrics)?,
-            ticker_url: format!("{base}/api/v3/ticker/24hr"),
-            info_url: format!("{base}/api/v3/exchangeInfo"),
-            klines_url: format!("{base}/api/v3/klines"),
-            symbols: Arc::default(),
-            names: HashMap::new(),
-            weight_limit: DEFAULT_WEIGHT_LIMIT,
-            refresh: Refresh::new(Duration::from_secs(3_600), Duration::from_secs(300)),
-        })
-    }
-
-    async fn poll_once(&mut self, admission: Admission) -> Result<Fetched, SourceError> {
-        let mut fetched = Fetched::default();
-        if self.refresh.is_due() {
-            let result = self.upstream.get(&self.info_url, HeaderMap::new()).await;
-            fetched.requests += 1;
-            if let Ok(r) = &result {
-                fetched.slow_down = self.slow_down(r, SystemTime::now());
-            }
-            let listing = result.and_then(|r| parse_exchange_info(&r.body));
-            if let Some(info) =
-                self.refresh
-                    .settle(listing, !self.symbols.is_empty(), "binance", "exchangeInfo")?
-            {
-                self.names = info
-                    .symbols
-                    .iter()
-                    .map(|(symbol, assets)| (assets.pair(), symbol.clone()))
-                    .collect();
-                self.symbols = Arc::new(info.symbols);
-                self.weight_limit = info.weight_limit.unwrap_or(DEFAULT_WEIGHT_LIMIT);
-            }
-            // Both calls in one poll could cross the limit: wait if told to.
-            if let Some(wait) = fetched.slow_down {
-                tokio::time::sleep(wait).await;
-                fetched.slow_down = None;
-            }
-        }
-        let response = self
-            .upstream
-            .get(&self.ticker_url, HeaderMap::new())
-            .await?;
-        fetched.requests += 1;
-        fetched.slow_down = self.slow_down(&response, SystemTime::now());
-        let symbols = self.symbols.clone();
-        let filter = admission.filter();
-        fetched.admission = parse_blocking(move || {
-            parse_ticker_into(&response.body, &symbols, || Admission::new(filter.clone()))
-        })
-        .await?;
-        if fetched.admission.rejections().values[RejectReason::UnknownPair as usize] > 0 {
-            self.refresh.hurry();
-        }
-        Ok(fetched)
-    }
-
     fn slow_down(&self, response: &Response, now: SystemTime) -> Option<Duration> {
         let used = used_weight(&response.headers)?;
         weight_delay(used, self.weight_limit, now)
     }
 
     async fn klines(&self, q: CandleQuery<'_>) -> Result<CandlePage, SourceError> {
-        let CandleQuery {
-            market,
-            width,
-            from,
-            until,
-        } = q;
-        let symbol = self.names.get(&market.pair).ok_or_else(|| {
-            SourceError::Api(format!("no Binance symbol is named {}", market.pair))
-        })?;
+        let symbol = self.symbols.symbol(&q.market.pair)?;
         let interval = KLINE_INTERVALS
             .iter()
-            .find(|(w, _)| *w == width)
+            .find(|(w, _)| *w == q.width)
             .map_or("1m", |(_, name)| name);
         let url = format!(
             "{}?symbol={symbol}&interval={interval}&startTime={}&endTime={}&limit={}",
             self.klines_url,
-            from.saturating_mul(1000),
-            until.saturating_mul(1000) - 1,
+            q.from.saturating_mul(1000),
+            q.until.saturating_mul(1000) - 1,
             CANDLES.per_call
         );
         let response = self.upstream.get(&url, HeaderMap::new()).await?;
@@ -170,29 +145,6 @@ impl Binance {
                 weight_delay_before(u, self.weight_limit, KLINES_WEIGHT, SystemTime::now())
             }),
         })
-    }
-}
-
-impl Entry for Binance {
-    type Options = Options;
-    const EXCHANGE: Option<&'static str> = Some(EXCHANGE);
-
-    fn build(config: &NetworkConfig, cx: Build) -> Result<Box<dyn Source>, SourceError> {
-        Ok(Box::new(Self::new(config, cx.metrics)?))
-    }
-}
-
-impl Source for Binance {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Binance
-    }
-
-    fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
-        Box::pin(self.poll_once(admission))
-    }
-
-    fn history(&self) -> Option<(CandleApi, &dyn History)> {
-        Some((CANDLES, self))
     }
 }
 
@@ -367,13 +319,6 @@ pub fn parse_exchange_info(body: &[u8]) -> Result<ExchangeInfo, SourceError> {
     })
 }
 
-pub fn parse_ticker(
-    body: &[u8],
-    symbols: &HashMap<String, Assets>,
-) -> Result<Collected, SourceError> {
-    parse_ticker_into(body, symbols, Collected::default)
-}
-
 /// Streams `/api/v3/ticker/24hr` into a fresh sink from `fresh`, element by
 /// element: memory follows what the sink keeps, not the size of the answer.
 pub fn parse_ticker_into<S: Sink>(
@@ -446,35 +391,21 @@ fn emit<S: Sink>(sink: &mut S, t: TickerDto, symbols: &HashMap<String, Assets>) 
     values[MarketGauge::PriceChangeRatio24h as usize] = t.change_percent.map(|p| p / 100.0);
     values[MarketGauge::Volume24h as usize] = t.volume;
     values[MarketGauge::VolumeQuote24h as usize] = t.quote_volume;
-    sink.market(RawMarket {
-        exchange: EXCHANGE.to_owned(),
-        pair: assets.pair(),
-        assets: Some(assets.clone()),
-        values,
-    });
+    sink.market(RawMarket::listed(EXCHANGE, assets, values));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Collected;
+
+    fn parse_ticker(body: &[u8], symbols: &HashMap<String, Assets>) -> Result<Collected, SourceError> {
+        parse_ticker_into(body, symbols, Collected::default)
+    }
 
     #[test]
     fn klines_become_candles() {
-        let body = super::super::fixture("binance/klines.BTCUSDT.1m.2026-09-03.json");
-        let candles = parse_klines(&body).unwrap();
-        assert_eq!(candles.len(), 5);
-        // [1788458580000,"81133.99000000","81182.36000000","81133.99000000","81182.35000000","5.97533000",1788458639999,"484960.60604970",...]
-        assert_eq!(
-            candles[0],
-            Candle {
-                start: 1_788_458_580,
-                high: 81182.36,
-                low: 81133.99,
-                close: 81182.35,
-                volume: 5.97533,
-                quote_volume: Some(484960.6060497),
-            }
-        );
+        let candles = parse_klines(&super::super::fixture("binance/klines.BTCUSDT.1m.2026-09-03.json")).unwrap();
         assert_eq!(candles[4].start, 1_788_458_820);
         let err = parse_klines(br#"{"code":-1121,"msg":"Invalid symbol."}"#).unwrap_err();
         assert_eq!(

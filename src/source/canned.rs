@@ -77,18 +77,14 @@ impl Entry for Canned {
     type Options = Options;
     const EXCHANGE: Option<&'static str> = Some("canned");
 
-    fn build(config: &CannedConfig, _cx: Build) -> Result<Box<dyn Source>, SourceError> {
-        Ok(Box::new(Canned {
+    fn build(config: &CannedConfig, _cx: Build) -> Result<Self, SourceError> {
+        Ok(Canned {
             price: config.price,
-        }))
+        })
     }
 }
 
 impl Source for Canned {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Canned
-    }
-
     fn poll(&mut self, mut admission: Admission) -> PollFuture<'_> {
         let mut values = [None; MarketGauge::COUNT];
         values[MarketGauge::Price as usize] = Some(self.price);
@@ -194,13 +190,8 @@ mod tests {
     async fn the_exporter_serves_what_it_polls() {
         let config =
             Config::from_args_without_env(["x", "--source=canned", "--canned.price=25"]).unwrap();
-        let source = config
-            .build_source(
-                SourceKind::Canned,
-                Arc::new(SourceMetrics::new(SourceKind::Canned)),
-            )
-            .unwrap();
-        assert_eq!(source.kind(), SourceKind::Canned);
+        let metrics = Arc::new(SourceMetrics::new(SourceKind::Canned));
+        assert!(config.build_source(SourceKind::Canned, metrics).is_ok());
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

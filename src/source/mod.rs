@@ -4,6 +4,7 @@
 //! ([`for_each_source!`](crate::for_each_source)): adding a source is one new
 //! file plus one line there.
 
+pub mod listing;
 pub mod repair;
 
 use std::future::Future;
@@ -50,7 +51,7 @@ macro_rules! for_each_source {
 
 /// What a line of the list names: a source's options, and how to build it
 /// from them once resolved.
-pub trait Entry {
+pub trait Entry: Source + 'static {
     /// Its section of the options tree, resolved by [`SourceOptions::resolve`].
     type Options: SourceOptions;
 
@@ -60,7 +61,10 @@ pub trait Entry {
     /// series is exported twice.
     const EXCHANGE: Option<&'static str>;
 
-    fn build(config: &Config<Self>, cx: Build) -> Result<Box<dyn Source>, SourceError>;
+    /// The source, from its own resolved settings alone.
+    fn build(config: &Config<Self>, cx: Build) -> Result<Self, SourceError>
+    where
+        Self: Sized;
 }
 
 /// An entry's resolved settings.
@@ -89,7 +93,7 @@ macro_rules! wire_in {
             /// Builds the source of `kind` from its own settings alone.
             pub fn build(&self, kind: SourceKind, cx: Build) -> Result<Box<dyn Source>, SourceError> {
                 match kind {
-                    $($(#[$attr])* SourceKind::$kind => $module::$ty::build(&self.$module, cx),)*
+                    $($(#[$attr])* SourceKind::$kind => Ok(Box::new($module::$ty::build(&self.$module, cx)?)),)*
                 }
             }
 
@@ -280,7 +284,6 @@ impl Fetched {
 /// to `admission` as it reads it (never collecting a whole answer first) and
 /// returns it in [`Fetched`].
 pub trait Source: Send + Sync {
-    fn kind(&self) -> SourceKind;
     fn poll(&mut self, admission: Admission) -> PollFuture<'_>;
     /// The source's candle endpoint and what it offers, for `backfill`:
     /// `None` where it has none (the demo replays its own past instead).
@@ -494,5 +497,83 @@ mod tests {
         let e = parse_blocking::<()>(|| panic!("a bug")).await.unwrap_err();
         assert_eq!(e.reason(), "internal");
         assert!(SourceError::REASONS.contains(&e.reason()));
+    }
+
+    /// Each source's recorded candles, read by its parser: how many, and
+    /// the first as (start, high, low, close, volume, quote volume), with the
+    /// recorded row it comes from.
+    #[test]
+    fn recorded_candles_become_candles() {
+        type Parse = fn(&[u8]) -> Result<Vec<Candle>, SourceError>;
+        type Row = (i64, f64, f64, f64, f64, Option<f64>);
+        let cases: [(&str, Parse, usize, Row); 4] = [
+            // [1788415620,"77734.0","77734.0","77726.3","77726.3","77731.9","0.00028258",2]:
+            // time, open, high, low, close, vwap, volume; 720 closed and the one still open.
+            (
+                "kraken/ohlc.XBTUSDT.1m.2026-09-03.json",
+                kraken::parse_ohlc,
+                721,
+                (
+                    1_788_415_620,
+                    77734.0,
+                    77726.3,
+                    77726.3,
+                    0.00028258,
+                    Some(77731.9 * 0.00028258),
+                ),
+            ),
+            // [1788458580000,"81133.99000000","81182.36000000","81133.99000000","81182.35000000",
+            //  "5.97533000",1788458639999,"484960.60604970",...]
+            (
+                "binance/klines.BTCUSDT.1m.2026-09-03.json",
+                binance::parse_klines,
+                5,
+                (
+                    1_788_458_580,
+                    81182.36,
+                    81133.99,
+                    81182.35,
+                    5.97533,
+                    Some(484960.6060497),
+                ),
+            ),
+            // [1786320000, 63733.03, 65341.83, 64848.68, 63911.88, 6197.02944527]:
+            // low, high, open, close, volume; no quote volume.
+            (
+                "coinbase/candles.BTC-USD.1d.2026-08-01_2026-08-10.json",
+                coinbase::parse_candles,
+                10,
+                (
+                    1_786_320_000,
+                    65341.83,
+                    63733.03,
+                    63911.88,
+                    6197.02944527,
+                    None,
+                ),
+            ),
+            // [1646011920, 34185.2, 34352.8, 34185.2, 34352.8, 1.92426961, 66006.827267407]:
+            // the close time first, so the candle starts a minute earlier.
+            (
+                "cryptowatch/ohlc.kraken.btceur.excerpt.2022-02-28.json",
+                |body| cryptowatch::parse_ohlc(body, 60),
+                1000,
+                (
+                    1_646_011_860,
+                    34352.8,
+                    34185.2,
+                    34352.8,
+                    1.92426961,
+                    Some(66006.827267407),
+                ),
+            ),
+        ];
+        for (path, parse, len, first) in cases {
+            let candles = parse(&fixture(path)).unwrap();
+            assert_eq!(candles.len(), len, "{path}");
+            let c = &candles[0];
+            let row = (c.start, c.high, c.low, c.close, c.volume, c.quote_volume);
+            assert_eq!(row, first, "{path}");
+        }
     }
 }
