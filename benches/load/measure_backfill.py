@@ -7,6 +7,13 @@ network waits.
 
     cargo build --release
     python3 benches/load/measure_backfill.py 1400        # markets; 25 h at 60 s
+    python3 benches/load/measure_backfill.py 1400 --stdout   # the text to /dev/null
+    python3 benches/load/measure_backfill.py 1400 --perf /tmp/perf.data   # a profile
+
+`--stdout` writes the history to standard output, sent to /dev/null: the same
+work but for copying the text into a file. `--perf FILE` runs the backfill
+under `perf record -F 2000 -g` instead of /usr/bin/time (read it with
+`perf report -i FILE --no-children --sort sym -g none`).
 
 The stand-in serves exchangeInfo and a 24 h ticker for N symbols (SYMi/USDT)
 and klines in the documented shape: one-minute candles, a random walk per
@@ -23,7 +30,10 @@ import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 1400
+ARGS = sys.argv[1:]
+N = int(ARGS[0]) if ARGS and ARGS[0].isdigit() else 1400
+TO_STDOUT = "--stdout" in ARGS
+PERF = ARGS[ARGS.index("--perf") + 1] if "--perf" in ARGS else None
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.path.join(ROOT, "target", "release", "crypto-market-exporter")
 
@@ -92,20 +102,29 @@ def main():
     url = f"http://127.0.0.1:{server.server_address[1]}"
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "history.om")
-        cmd = ["/usr/bin/time", "-v", BINARY, "backfill", "--source=binance",
-               f"--binance.url={url}", "--binance.rate-limit.period=1ms",
-               "--binance.rate-limit.burst=1", "--poll.interval=60s", "--since=25h",
-               f"--markets.max={N}", "--log.level=warn", f"--output={out}"]
-        run = subprocess.run(cmd, capture_output=True, text=True)
+        backfill = [BINARY, "backfill", "--source=binance",
+                    f"--binance.url={url}", "--binance.rate-limit.period=1ms",
+                    "--binance.rate-limit.burst=1", "--poll.interval=60s", "--since=25h",
+                    f"--markets.max={N}", "--log.level=warn"]
+        if not TO_STDOUT:
+            backfill.append(f"--output={out}")
+        wrapper = (["perf", "record", "-F", "2000", "-g", "-o", PERF] if PERF
+                   else ["/usr/bin/time", "-v"])
+        run = subprocess.run(wrapper + backfill, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
         if run.returncode != 0:
             sys.exit(run.stderr)
+        if PERF:
+            print(f"profile in {PERF}")
+            return
         stats = run.stderr
         user = float(re.search(r"User time \(seconds\): ([\d.]+)", stats).group(1))
         system = float(re.search(r"System time \(seconds\): ([\d.]+)", stats).group(1))
         rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stats).group(1))
         wall = re.search(r"Elapsed \(wall clock\) time.*: (.+)", stats).group(1)
-        size = os.path.getsize(out)
-        samples = sum(1 for line in open(out, "rb") if not line.startswith(b"#"))
+        size = 0 if TO_STDOUT else os.path.getsize(out)
+        samples = 0 if TO_STDOUT else sum(
+            1 for line in open(out, "rb") if not line.startswith(b"#"))
     print(f"markets={N} samples={samples} bytes={size} "
           f"cpu={user + system:.2f}s (user {user:.2f}, sys {system:.2f}) "
           f"max_rss={rss / 1024:.0f}MB wall={wall}")
