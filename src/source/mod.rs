@@ -42,7 +42,8 @@ macro_rules! for_each_source {
             Binance => binance::Binance,
             Coinbase => coinbase::Coinbase,
             Demo => demo::Demo,
-            // Shows in unit tests that the line above is all a source needs.
+            // Compiled for unit tests only: its file and this line are all
+            // it has, which its tests check.
             #[cfg(test)]
             Canned => canned::Canned,
         }
@@ -51,7 +52,7 @@ macro_rules! for_each_source {
 
 /// What a line of the list names: a source's options, and how to build it
 /// from them once resolved.
-pub trait Entry: Source + 'static {
+pub trait Entry: Source + Sized + 'static {
     /// Its section of the options tree, resolved by [`SourceOptions::resolve`].
     type Options: SourceOptions;
 
@@ -62,9 +63,7 @@ pub trait Entry: Source + 'static {
     const EXCHANGE: Option<&'static str>;
 
     /// The source, from its own resolved settings alone.
-    fn build(config: &Config<Self>, cx: Build) -> Result<Self, SourceError>
-    where
-        Self: Sized;
+    fn build(config: &Config<Self>, cx: Build) -> Result<Self, SourceError>;
 }
 
 /// An entry's resolved settings.
