@@ -120,14 +120,6 @@ impl Listing {
             .map(String::as_str)
             .ok_or_else(|| SourceError::Api(format!("no {} symbol is named {pair}", self.source)))
     }
-
-    pub fn len(&self) -> usize {
-        self.symbols.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.symbols.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -152,6 +144,6 @@ mod tests {
             listing.symbol("solusd").unwrap_err().to_string(),
             "upstream reported an error: no kraken symbol is named solusd"
         );
-        assert_eq!(listing.len(), 3);
+        assert_eq!(listing.symbols.len(), 3);
     }
 }
