@@ -83,7 +83,7 @@ impl Source for Binance {
             let limit = self.weight_limit;
             let mut slow_down = None;
             let update = self.symbols.update(&self.upstream, &self.info_url, &mut fetched, |r| {
-                slow_down = used_weight(&r.headers).and_then(|u| weight_delay(u, limit, SystemTime::now()));
+                slow_down = slow_down_after(r, limit, SystemTime::now());
                 parse_exchange_info(&r.body)
             });
             if let Some(info) = update.await? {
@@ -99,7 +99,7 @@ impl Source for Binance {
                 .get(&self.ticker_url, HeaderMap::new())
                 .await?;
             fetched.requests += 1;
-            fetched.slow_down = self.slow_down(&response, SystemTime::now());
+            fetched.slow_down = slow_down_after(&response, self.weight_limit, SystemTime::now());
             fetched.admission = self
                 .symbols
                 .read_ticker(response, &admission, |body, symbols, fresh| {
@@ -116,11 +116,6 @@ impl Source for Binance {
 }
 
 impl Binance {
-    fn slow_down(&self, response: &Response, now: SystemTime) -> Option<Duration> {
-        let used = used_weight(&response.headers)?;
-        weight_delay(used, self.weight_limit, now)
-    }
-
     async fn klines(&self, q: CandleQuery<'_>) -> Result<CandlePage, SourceError> {
         let symbol = self.symbols.symbol(&q.market.pair)?;
         let interval = KLINE_INTERVALS
@@ -180,6 +175,12 @@ impl History for Binance {
     fn candles<'a>(&'a self, q: CandleQuery<'a>) -> CandleFuture<'a> {
         Box::pin(self.klines(q))
     }
+}
+
+/// How long the next call should wait after `response`, by the weight it
+/// says is used against `limit` ([`weight_delay`]).
+fn slow_down_after(response: &Response, limit: u32, now: SystemTime) -> Option<Duration> {
+    weight_delay(used_weight(&response.headers)?, limit, now)
 }
 
 /// `X-MBX-USED-WEIGHT-1M`: weight used in the current minute, by this IP.
@@ -399,13 +400,17 @@ mod tests {
     use super::*;
     use crate::source::Collected;
 
-    fn parse_ticker(body: &[u8], symbols: &HashMap<String, Assets>) -> Result<Collected, SourceError> {
+    fn parse_ticker(
+        body: &[u8],
+        symbols: &HashMap<String, Assets>,
+    ) -> Result<Collected, SourceError> {
         parse_ticker_into(body, symbols, Collected::default)
     }
 
     #[test]
     fn klines_become_candles() {
-        let candles = parse_klines(&super::super::fixture("binance/klines.BTCUSDT.1m.2026-09-03.json")).unwrap();
+        let body = super::super::fixture("binance/klines.BTCUSDT.1m.2026-09-03.json");
+        let candles = parse_klines(&body).unwrap();
         assert_eq!(candles[4].start, 1_788_458_820);
         let err = parse_klines(br#"{"code":-1121,"msg":"Invalid symbol."}"#).unwrap_err();
         assert_eq!(

@@ -68,7 +68,7 @@ impl Entry for Coinbase {
         Ok(Self {
             upstream: Upstream::new(&config.http, cx.metrics)?,
             base_url: config.url.as_str().trim_end_matches('/').to_owned(),
-            poll_interval: config.poll_interval.unwrap_or(cx.interval),
+            poll_interval: cx.interval,
             warned_slow: false,
             ids: HashMap::new(),
         })
@@ -103,12 +103,10 @@ impl Source for Coinbase {
                 let result = self.upstream.get(&url, HeaderMap::new()).await;
                 fetched.requests += 1;
                 match result.and_then(|r| parse_stats(&r.body)) {
-                    Ok(values) => fetched.admission.offer(RawMarket {
-                        exchange: EXCHANGE.to_owned(),
-                        pair: product.assets.pair(),
-                        assets: Some(product.assets),
-                        values,
-                    }),
+                    Ok(values) => {
+                        let market = RawMarket::listed(EXCHANGE, &product.assets, values);
+                        fetched.admission.offer(market);
+                    }
                     // Systemic failures end the refresh: carrying on would hammer
                     // an upstream that is rate limiting or down. The last good
                     // snapshot stays.

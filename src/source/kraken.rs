@@ -401,7 +401,10 @@ mod tests {
     use super::*;
     use crate::source::Collected;
 
-    fn parse_ticker(body: &[u8], pairs: &HashMap<String, Assets>) -> Result<Collected, SourceError> {
+    fn parse_ticker(
+        body: &[u8],
+        pairs: &HashMap<String, Assets>,
+    ) -> Result<Collected, SourceError> {
         parse_ticker_into(body, pairs, Collected::default)
     }
 

@@ -90,10 +90,16 @@ macro_rules! wire_in {
 
         impl Settings {
             /// Builds the source of `kind` from its own settings alone.
-            pub fn build(&self, kind: SourceKind, cx: Build) -> Result<Box<dyn Source>, SourceError> {
-                match kind {
-                    $($(#[$attr])* SourceKind::$kind => Ok(Box::new($module::$ty::build(&self.$module, cx)?)),)*
-                }
+            pub fn build(
+                &self,
+                kind: SourceKind,
+                cx: Build,
+            ) -> Result<Box<dyn Source>, SourceError> {
+                Ok(match kind {
+                    $($(#[$attr])* SourceKind::$kind => {
+                        Box::new($module::$ty::build(&self.$module, cx)?)
+                    })*
+                })
             }
 
             /// The source's own poll interval, where it overrides `poll.interval`.
@@ -110,7 +116,8 @@ macro_rules! wire_in {
             pub fn needs_restart(&self, new: &Settings) -> Vec<&'static str> {
                 let mut changed = Vec::new();
                 $($(#[$attr])* {
-                    if <$module::$ty as Entry>::Options::needs_restart(&self.$module, &new.$module) {
+                    let (old, new) = (&self.$module, &new.$module);
+                    if <$module::$ty as Entry>::Options::needs_restart(old, new) {
                         changed.push(stringify!($module));
                     }
                 })*
